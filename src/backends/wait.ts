@@ -1,0 +1,37 @@
+/**
+ * Wait for a task to reach a ready state through the backend's notifications (no polling loop).
+ */
+import { READY_STATES, type ResultMeta } from '../protocol/types.ts';
+import type { ResultBackend } from './backend.ts';
+
+const isReady = (meta: ResultMeta | null): meta is ResultMeta => meta !== null && READY_STATES.has(meta.status);
+
+/**
+ * Resolves with the meta as soon as it is ready, or with the latest meta seen (null if none) when
+ * `timeoutMs` passes or `signal` aborts. Subscribes before reading, so a result stored in between
+ * cannot be missed.
+ */
+export async function waitForResult(backend: ResultBackend, taskId: string, timeoutMs: number, signal?: AbortSignal): Promise<ResultMeta | null> {
+  let latest: ResultMeta | null = null;
+  let wake: () => void = () => {};
+  const woken = new Promise<void>((resolve) => { wake = resolve; });
+  const unlisten = await backend.listen(taskId, (meta) => {
+    latest = meta;
+    if (isReady(meta)) wake();
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const onAbort = (): void => wake();
+  try {
+    const stored = await backend.get(taskId);
+    if (latest === null || isReady(stored)) latest = stored;
+    if (isReady(latest) || timeoutMs <= 0 || signal?.aborted) return latest;
+    timer = setTimeout(wake, timeoutMs);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    await woken;
+    return latest;
+  } finally {
+    if (timer) clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+    unlisten();
+  }
+}

@@ -1,0 +1,61 @@
+import type { RawMessage } from '../protocol/types.ts';
+
+/**
+ * Where a message goes. Celery's default is the anonymous exchange "" with routing key = queue name.
+ * With an explicit `exchange`, the broker routes through that exchange's bindings (Celery's routing guide).
+ */
+export interface Route {
+  queue: string;
+  exchange?: string;
+  routingKey?: string;
+}
+
+/** One message handed to a consumer. Settle it exactly once with ack() or reject(). */
+export interface Delivery {
+  readonly message: RawMessage;
+  /** the queue it was consumed from */
+  readonly queue: string;
+  /** true when the broker delivered it before (restore after a crash, AMQP redelivery) */
+  readonly redelivered: boolean;
+  /** the message is done: remove it for good */
+  ack(): Promise<void>;
+  /** give it back (`requeue`) or drop it */
+  reject(requeue: boolean): Promise<void>;
+}
+
+export interface ConsumeOptions {
+  queues: readonly string[];
+  /** at most this many unsettled deliveries at once (Celery: concurrency × prefetch multiplier) */
+  prefetch: number;
+}
+
+export interface Subscription {
+  /** change the unsettled-delivery bound (Celery raises it for each ETA task it holds) */
+  setPrefetch(prefetch: number): void;
+  /**
+   * Stop fetching. Resolves once no further delivery will be made. Deliveries already handed out stay
+   * the consumer's to settle.
+   */
+  cancel(): Promise<void>;
+}
+
+/**
+ * The port every transport adapter implements: queue semantics only (publish, consume with manual ack,
+ * queue depth). Connection handling, reconnects and transport knobs belong to the adapter.
+ * It is not a result store: see ResultBackend.
+ */
+export interface Broker {
+  /** "memory" | "redis" | "amqp" */
+  readonly kind: string;
+  /** the URL with any password hidden, for banners and logs */
+  readonly displayUrl: string;
+  /** resolves once the broker has the message (written / confirmed); rejects with a GatewayError otherwise */
+  publish(message: RawMessage, route: Route): Promise<void>;
+  consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription>;
+  /** messages waiting in a queue (all priority levels) */
+  queueLength(queue: string): Promise<number>;
+  /** rejects when the broker cannot be reached */
+  ping(): Promise<void>;
+  /** idempotent */
+  close(): Promise<void>;
+}

@@ -1,0 +1,154 @@
+/**
+ * The only entry point: `celery-gateway serve | worker | dev`. The only module that listens, exits or
+ * reads process.env / argv.
+ */
+import { hostname as osHostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { Logger } from 'pino';
+import { createBackend, createBroker } from './compose.ts';
+import { loadConfig, redactUrl, SETTINGS, type Config } from './config.ts';
+import { GatewayError } from './errors.ts';
+import { buildApp } from './http/app.ts';
+import { createLogger } from './log.ts';
+import { banner } from './worker/banner.ts';
+import { loadTaskModule } from './worker/registry.ts';
+import { Worker } from './worker/worker.ts';
+
+export const VERSION = '0.1.0';
+const EXAMPLE_TASKS = fileURLToPath(new URL('../examples/tasks.ts', import.meta.url));
+
+const HELP = `celery-gateway ${VERSION}: an HTTP gateway and Node worker for Celery
+
+Usage:
+  celery-gateway serve  [--host H] [--port P]          the HTTP gateway
+  celery-gateway worker --tasks FILE [options]         a Node worker running FILE's handlers
+  celery-gateway dev    [--tasks FILE] [--port P]      gateway + worker in one process (npm start)
+  celery-gateway --help | --version
+
+Worker options:
+  -A, --tasks FILE          module whose default export maps task names to handlers (.js or .ts)
+  -Q, --queues Q1,Q2        queues to consume (default: CELERY_DEFAULT_QUEUE, "celery")
+  -c, --concurrency N       tasks run at once (default 8)
+  -n, --hostname NAME       node name (default node.<pid>@<host>)
+      --prefetch-multiplier N
+
+Environment (defaults in brackets):
+${Object.values(SETTINGS).map((s) => `  ${s.env.padEnd(34)} ${s.doc} [${s.default || 'see text'}]`).join('\n')}
+`;
+
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+  host: { type: 'string' },
+  port: { type: 'string', short: 'p' },
+  tasks: { type: 'string', short: 'A' },
+  queues: { type: 'string', short: 'Q' },
+  concurrency: { type: 'string', short: 'c' },
+  hostname: { type: 'string', short: 'n' },
+  'prefetch-multiplier': { type: 'string' },
+  'log-level': { type: 'string', short: 'l' },
+} as const;
+
+type Closer = () => Promise<void>;
+
+/** First SIGTERM/SIGINT: graceful close (memoised). Second: exit at once (cold shutdown). */
+function onSignals(logger: Logger, close: Closer): void {
+  let closing = false;
+  const handle = (signal: NodeJS.Signals): void => {
+    if (closing) {
+      logger.warn({ signal }, 'second signal: cold shutdown');
+      process.exit(130);
+    }
+    closing = true;
+    logger.info({ signal }, 'graceful shutdown');
+    close().then(() => process.exit(0), (err: unknown) => {
+      logger.error({ err }, 'shutdown failed');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', handle);
+  process.on('SIGINT', handle);
+}
+
+function positiveInt(raw: string | undefined, fallback: number, flag: string): number {
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1 || value > 10_000) throw new GatewayError('GW_ERR_CONFIG', `${flag} must be an integer from 1 to 10000, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  const command = positionals[0];
+  if (values.version) { process.stdout.write(`${VERSION}\n`); return; }
+  if (values.help || !command) { process.stdout.write(HELP); return; }
+  if (!['serve', 'worker', 'dev'].includes(command)) throw new GatewayError('GW_ERR_CONFIG', `unknown command ${JSON.stringify(command)}; see celery-gateway --help`);
+
+  const config = loadConfig(env, {
+    ...(values.host !== undefined ? { host: values.host } : {}),
+    ...(values.port !== undefined ? { port: values.port } : {}),
+    ...(values['log-level'] !== undefined ? { logLevel: values['log-level'] } : {}),
+    ...(values['prefetch-multiplier'] !== undefined ? { prefetchMultiplier: values['prefetch-multiplier'] } : {}),
+  });
+  const logger = createLogger(config.logLevel);
+  const broker = createBroker(config, logger);
+  const backend = createBackend(config, logger);
+  const closers: Closer[] = [];
+
+  if (command === 'serve' && broker.kind === 'memory') {
+    logger.warn('memory:// broker with `serve`: only a worker in this same process could consume; use `dev`, or set CELERY_BROKER_URL');
+  }
+  if (command === 'worker' || command === 'dev') {
+    const tasksPath = values.tasks ?? (command === 'dev' ? EXAMPLE_TASKS : undefined);
+    if (!tasksPath) throw new GatewayError('GW_ERR_CONFIG', 'worker needs --tasks FILE (a module exporting { "task.name": handler })');
+    const worker = await startWorker(config, values, tasksPath, broker, backend, logger);
+    closers.push(() => worker.close());
+  }
+  if (command === 'serve' || command === 'dev') {
+    const app = await buildApp({ broker, backend, config, logger });
+    await app.listen({ host: config.host, port: config.port });
+    if (command === 'dev') {
+      process.stdout.write(`\ncelery-gateway dev: gateway on http://${config.host}:${config.port}, broker ${redactUrl(config.brokerUrl)}, results ${redactUrl(config.resultBackend)}\n` +
+        `no authentication: for development only. Try:\n  curl -X POST localhost:${config.port}/tasks/tasks.multiply -H 'content-type: application/json' -d '{"args":[4,5]}'\n\n`);
+    }
+    closers.unshift(() => app.close());
+  }
+  onSignals(logger, async () => {
+    await Promise.all(closers.map((close) => close()));
+    await Promise.all([broker.close(), backend.close()]);
+  });
+}
+
+async function startWorker(
+  config: Config,
+  values: { queues?: string | undefined; concurrency?: string | undefined; hostname?: string | undefined },
+  tasksPath: string,
+  broker: ReturnType<typeof createBroker>,
+  backend: ReturnType<typeof createBackend>,
+  logger: Logger,
+): Promise<Worker> {
+  const registry = await loadTaskModule(tasksPath);
+  const queues = (values.queues ?? config.defaultQueue).split(',').map((q) => q.trim()).filter(Boolean);
+  const concurrency = positiveInt(values.concurrency, 8, '--concurrency');
+  const hostname = values.hostname ?? `node.${process.pid}@${osHostname()}`;
+  const worker = new Worker({
+    broker, backend, registry, queues, concurrency, hostname, logger,
+    prefetchMultiplier: config.prefetchMultiplier,
+    shutdownTimeout: config.shutdownTimeout,
+  });
+  process.stdout.write(banner({
+    hostname, version: VERSION, transport: broker.displayUrl, results: backend.displayUrl,
+    concurrency, prefetch: concurrency * config.prefetchMultiplier, queues, tasks: registry.names(), now: new Date(),
+  }) + '\n');
+  await worker.start();
+  logger.info({ hostname }, `${hostname} ready.`);
+  return worker;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main(process.argv.slice(2), process.env).catch((err: unknown) => {
+    process.stderr.write(`celery-gateway: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(2);
+  });
+}

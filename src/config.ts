@@ -1,0 +1,92 @@
+/**
+ * One validated, frozen configuration: defaults < environment < command-line flags.
+ * The only module that reads process.env (through the `env` argument given by the CLI).
+ * Names follow Celery's where Celery has one (CELERY_BROKER_URL, CELERY_RESULT_BACKEND, …).
+ */
+import { GatewayError } from './errors.ts';
+
+export interface Config {
+  brokerUrl: string;
+  resultBackend: string;
+  host: string;
+  port: number;
+  defaultQueue: string;
+  /** seconds a stored result lives (Celery's result_expires) */
+  resultExpires: number;
+  /** bytes */
+  bodyLimit: number;
+  /** longest `?wait=` a client may ask for, seconds */
+  maxWaitSeconds: number;
+  logLevel: string;
+  /** Redis broker: seconds before an unacked message is restored (kombu's visibility_timeout) */
+  visibilityTimeout: number;
+  /** Celery's worker_prefetch_multiplier */
+  prefetchMultiplier: number;
+  /** graceful shutdown bound, seconds */
+  shutdownTimeout: number;
+}
+
+/** Every setting with its env var, default and meaning: the README table and .env.example mirror this. */
+export const SETTINGS = {
+  brokerUrl: { env: 'CELERY_BROKER_URL', default: 'memory://', doc: 'Broker URL: redis://[:password@]host:port/db, rediss://…, memory://' },
+  resultBackend: { env: 'CELERY_RESULT_BACKEND', default: '', doc: 'Result backend URL: redis://…, memory://. Default: the broker URL for redis://, memory:// for memory://' },
+  host: { env: 'HOST', default: '127.0.0.1', doc: 'Address the gateway listens on (0.0.0.0 in containers)' },
+  port: { env: 'PORT', default: '8080', doc: 'Port the gateway listens on' },
+  defaultQueue: { env: 'CELERY_DEFAULT_QUEUE', default: 'celery', doc: "Queue for tasks published without a queue (Celery's task_default_queue)" },
+  resultExpires: { env: 'CELERY_RESULT_EXPIRES', default: '86400', doc: 'Seconds results (and the record of submitted ids) are kept' },
+  bodyLimit: { env: 'BODY_LIMIT', default: '1048576', doc: 'Largest accepted request body, bytes' },
+  maxWaitSeconds: { env: 'MAX_WAIT_SECONDS', default: '60', doc: 'Longest long-poll (`GET /results/:id?wait=`) a client may ask for, seconds' },
+  logLevel: { env: 'LOG_LEVEL', default: 'info', doc: 'pino log level: fatal, error, warn, info, debug, trace, silent' },
+  visibilityTimeout: { env: 'CELERY_VISIBILITY_TIMEOUT', default: '3600', doc: 'Redis broker: seconds before a message unacked by a dead worker is delivered again' },
+  prefetchMultiplier: { env: 'CELERY_WORKER_PREFETCH_MULTIPLIER', default: '4', doc: 'Worker: unacked messages held per unit of concurrency' },
+  shutdownTimeout: { env: 'SHUTDOWN_TIMEOUT', default: '30', doc: 'Seconds a graceful shutdown waits for running requests and tasks' },
+} as const satisfies Record<keyof Config, { env: string; default: string; doc: string }>;
+
+const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+function num(key: keyof Config, raw: string, min: number, max: number, integer = true): number {
+  const value = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+    const setting = SETTINGS[key];
+    throw new GatewayError('GW_ERR_CONFIG', `${setting.env}=${JSON.stringify(raw)} is invalid: expected ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/** The default result backend for a broker URL. */
+function defaultBackendFor(brokerUrl: string): string {
+  return /^rediss?:/.test(brokerUrl) ? brokerUrl : 'memory://';
+}
+
+/** Build the configuration. `overrides` are command-line flags (already parsed), highest precedence. */
+export function loadConfig(env: Record<string, string | undefined>, overrides: Partial<Record<keyof Config, string>> = {}): Readonly<Config> {
+  const raw = (key: keyof Config): string => overrides[key] ?? env[SETTINGS[key].env] ?? SETTINGS[key].default;
+  const brokerUrl = raw('brokerUrl');
+  const logLevel = raw('logLevel');
+  if (!LOG_LEVELS.has(logLevel)) {
+    throw new GatewayError('GW_ERR_CONFIG', `LOG_LEVEL=${JSON.stringify(logLevel)} is invalid: use one of ${[...LOG_LEVELS].join(', ')}`);
+  }
+  const defaultQueue = raw('defaultQueue');
+  if (!/^[\w.:@-]{1,200}$/.test(defaultQueue)) {
+    throw new GatewayError('GW_ERR_CONFIG', `CELERY_DEFAULT_QUEUE=${JSON.stringify(defaultQueue)} is invalid: letters, digits and . _ - : @ only`);
+  }
+  return Object.freeze({
+    brokerUrl,
+    resultBackend: raw('resultBackend') || defaultBackendFor(brokerUrl),
+    host: raw('host'),
+    port: num('port', raw('port'), 0, 65535),
+    defaultQueue,
+    resultExpires: num('resultExpires', raw('resultExpires'), 1, 10 * 365 * 86400),
+    bodyLimit: num('bodyLimit', raw('bodyLimit'), 1024, 1024 * 1024 * 1024),
+    maxWaitSeconds: num('maxWaitSeconds', raw('maxWaitSeconds'), 0, 3600, false),
+    logLevel,
+    visibilityTimeout: num('visibilityTimeout', raw('visibilityTimeout'), 1, 30 * 86400),
+    prefetchMultiplier: num('prefetchMultiplier', raw('prefetchMultiplier'), 1, 1000),
+    shutdownTimeout: num('shutdownTimeout', raw('shutdownTimeout'), 0, 3600, false),
+  });
+}
+
+/** A URL with its password replaced by `**`, for banners and logs. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/]*):([^@/]*)@/i, (_m, scheme: string, user: string) => `${scheme}${user}:**@`);
+}

@@ -1,0 +1,52 @@
+/**
+ * Every error code the gateway, worker and CLI can report: one catalogue, codes never reused.
+ * docs/errors.md lists the same codes; test/unit/errors.test.ts keeps the two in sync.
+ */
+
+export interface ErrorSpec {
+  /** HTTP status when the error reaches a client */
+  status: number;
+  /** what it means, for docs/errors.md */
+  description: string;
+}
+
+export const ERRORS = {
+  GW_ERR_VALIDATION: { status: 400, description: 'The request does not match the route schema (body, params or query).' },
+  GW_ERR_BAD_JSON: { status: 400, description: 'The request body is not valid JSON.' },
+  GW_ERR_BAD_TASK_NAME: { status: 400, description: 'The task name is not a valid Celery task name.' },
+  GW_ERR_BAD_OPTION: { status: 400, description: 'A task option has an invalid value (e.g. an eta that is not ISO 8601, or both eta and countdown).' },
+  GW_ERR_BODY_TOO_LARGE: { status: 413, description: 'The request body is larger than the configured limit (BODY_LIMIT).' },
+  GW_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'The request body is not application/json.' },
+  GW_ERR_NOT_FOUND: { status: 404, description: 'No such route.' },
+  GW_ERR_METHOD_NOT_ALLOWED: { status: 405, description: 'The route exists but not for this HTTP method.' },
+  GW_ERR_RESULT_NOT_FOUND: { status: 404, description: 'The task id was never submitted through this gateway and the result backend has no result for it.' },
+  GW_ERR_BROKER_UNAVAILABLE: { status: 503, description: 'The broker could not be reached or did not take the message; nothing was published.' },
+  GW_ERR_BACKEND_UNAVAILABLE: { status: 503, description: 'The result backend could not be reached.' },
+  GW_ERR_SHUTTING_DOWN: { status: 503, description: 'The gateway is shutting down and takes no new requests.' },
+  GW_ERR_INTERNAL: { status: 500, description: 'An unexpected error; the logs carry the details.' },
+  GW_ERR_CONFIG: { status: 500, description: 'Invalid configuration at start-up (bad URL, unknown scheme, bad number).' },
+  GW_ERR_PROTOCOL: { status: 500, description: 'A message that is not a valid Celery protocol v2 message (wrong body shape, missing headers).' },
+  GW_ERR_CONTENT_DISALLOWED: { status: 500, description: 'A message whose content type is not JSON (pickle, yaml, msgpack are refused, never deserialized).' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An error with a stable code; the HTTP layer turns it into `{statusCode, code, error, message}`. */
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  readonly statusCode: number;
+  /** extra machine-readable detail, e.g. a JSON pointer */
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GatewayError';
+    this.code = code;
+    this.statusCode = ERRORS[code].status;
+    if (options?.details) this.details = options.details;
+  }
+}
+
+export function isGatewayError(err: unknown): err is GatewayError {
+  return err instanceof GatewayError;
+}

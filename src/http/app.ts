@@ -1,0 +1,73 @@
+/**
+ * buildApp() assembles the gateway; it never listens (the CLI does), so tests use inject() or a port of
+ * their choosing.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import { Ajv, type Options as AjvOptions } from 'ajv';
+import type { Logger } from 'pino';
+import type { Broker } from '../brokers/broker.ts';
+import type { ResultBackend } from '../backends/backend.ts';
+import type { Config } from '../config.ts';
+import { Producer } from '../producer.ts';
+import { errorHandler, notFoundHandler } from './plugins/errors.ts';
+import { healthRoutes } from './routes/health.ts';
+import { resultsRoutes } from './routes/results.ts';
+import { tasksRoutes } from './routes/tasks.ts';
+import { errorSchema } from './schemas.ts';
+import { openapiInfo } from './openapi-info.ts';
+
+export interface AppDeps {
+  broker: Broker;
+  backend: ResultBackend;
+  config: Pick<Config, 'defaultQueue' | 'bodyLimit' | 'maxWaitSeconds'>;
+  logger: Logger;
+  now?: () => Date;
+}
+
+const AJV_BASE: AjvOptions = { allErrors: false, useDefaults: true, removeAdditional: false, strict: false };
+
+/**
+ * Bodies are validated strictly (no coercion: `"args": "5"` is an error, not `["5"]`); params and
+ * query strings arrive as text, so they are coerced.
+ */
+function validatorCompiler(): (route: { schema: object; httpPart?: string }) => (data: unknown) => boolean {
+  const strict = new Ajv({ ...AJV_BASE, coerceTypes: false });
+  const coercing = new Ajv({ ...AJV_BASE, coerceTypes: true });
+  return ({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema);
+}
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const loggerInstance: FastifyBaseLogger = deps.logger;
+  const app = Fastify({
+    loggerInstance,
+    bodyLimit: deps.config.bodyLimit,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    requestIdHeader: 'x-request-id',
+    disableRequestLogging: false,
+  });
+  app.setValidatorCompiler(validatorCompiler());
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+  app.addSchema(errorSchema);
+
+  await app.register(swagger, { openapi: openapiInfo });
+
+  // Wake long-polls when the gateway closes, so in-flight requests finish at once with the current state.
+  const shutdown = new AbortController();
+  app.addHook('preClose', async () => { shutdown.abort(); });
+
+  const producer = new Producer({
+    broker: deps.broker,
+    backend: deps.backend,
+    defaultQueue: deps.config.defaultQueue,
+    logger: deps.logger,
+    ...(deps.now ? { now: deps.now } : {}),
+  });
+  await app.register(tasksRoutes, { producer });
+  await app.register(resultsRoutes, { backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, shutdown: shutdown.signal });
+  await app.register(healthRoutes, { broker: deps.broker, backend: deps.backend });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}

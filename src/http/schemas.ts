@@ -1,0 +1,110 @@
+/**
+ * JSON schemas of the HTTP API: one source for validation (ajv through Fastify) and for OpenAPI.
+ */
+import { ERRORS } from '../errors.ts';
+
+/** Celery task names: dotted identifiers such as `proj.tasks.add` (also `:` and `-`). */
+export const TASK_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_.:-]{0,254}$';
+/** Task ids: Celery uses uuid4 but accepts any string; we refuse whitespace and control characters. */
+export const TASK_ID_PATTERN = '^[A-Za-z0-9_.:@+=-]{1,255}$';
+/** Queue, exchange and routing key names. */
+export const QUEUE_NAME_PATTERN = '^[A-Za-z0-9_.:@#*-]{1,200}$';
+
+export const errorSchema = {
+  $id: 'Error',
+  type: 'object',
+  description: 'Every error answer has this shape; `code` is stable (see docs/errors.md).',
+  required: ['statusCode', 'code', 'error', 'message'],
+  properties: {
+    statusCode: { type: 'integer', examples: [400] },
+    code: { type: 'string', enum: Object.keys(ERRORS), examples: ['GW_ERR_VALIDATION'] },
+    error: { type: 'string', description: 'HTTP reason phrase', examples: ['Bad Request'] },
+    message: { type: 'string', examples: ['body/args must be array'] },
+    details: { type: 'object', additionalProperties: true },
+  },
+} as const;
+
+const errorRef = { $ref: 'Error#' } as const;
+
+/** Error responses for a route, described by the codes it can answer with. */
+export function errorResponses(...statuses: number[]): Record<number, unknown> {
+  const out: Record<number, unknown> = {};
+  for (const status of statuses) {
+    const codes = Object.entries(ERRORS).filter(([, spec]) => spec.status === status).map(([code]) => code);
+    out[status] = { ...errorRef, description: `Error; code one of ${codes.join(', ')}` };
+  }
+  return out;
+}
+
+export const taskOptionsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  description: "Celery's apply_async options.",
+  properties: {
+    task_id: { type: 'string', pattern: TASK_ID_PATTERN, description: 'Use this id instead of a new uuid4' },
+    queue: { type: 'string', pattern: QUEUE_NAME_PATTERN, description: 'Queue to publish to (default CELERY_DEFAULT_QUEUE)' },
+    exchange: { type: 'string', pattern: '^[A-Za-z0-9_.:@-]{0,200}$', description: 'Route through this exchange (its bindings pick the queues)' },
+    routing_key: { type: 'string', pattern: QUEUE_NAME_PATTERN, description: 'Routing key used with `exchange`' },
+    priority: { type: 'integer', minimum: 0, maximum: 255, description: 'Redis: 0 (first) .. 9; RabbitMQ: higher first, needs x-max-priority' },
+    countdown: { type: 'number', minimum: 0, maximum: 315360000, description: 'Run no earlier than this many seconds from now' },
+    eta: { type: 'string', maxLength: 64, description: 'Run no earlier than this ISO 8601 time (UTC when no offset)', examples: ['2030-01-02T03:04:05+00:00'] },
+    expires: {
+      description: 'Discard the task if not started by then: seconds from now, or an ISO 8601 time',
+      anyOf: [{ type: 'number', exclusiveMinimum: 0, maximum: 315360000 }, { type: 'string', maxLength: 64 }],
+    },
+    time_limit: { type: 'number', exclusiveMinimum: 0, description: 'Hard time limit, seconds' },
+    soft_time_limit: { type: 'number', exclusiveMinimum: 0, description: 'Soft time limit, seconds' },
+    ignore_result: { type: 'boolean', description: 'Do not store the SUCCESS result' },
+  },
+} as const;
+
+export const submitBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    args: { type: 'array', description: 'Positional arguments', examples: [[4, 5]] },
+    kwargs: { type: 'object', description: 'Keyword arguments', additionalProperties: true },
+    options: taskOptionsSchema,
+  },
+} as const;
+
+export const submittedSchema = {
+  type: 'object',
+  required: ['id', 'task', 'state', 'queue', 'links'],
+  properties: {
+    id: { type: 'string' },
+    task: { type: 'string' },
+    state: { type: 'string', enum: ['PENDING'] },
+    queue: { type: 'string' },
+    eta: { type: ['string', 'null'] },
+    expires: { type: ['string', 'null'] },
+    links: { type: 'object', properties: { result: { type: 'string' } }, required: ['result'] },
+  },
+} as const;
+
+export const resultSchema = {
+  type: 'object',
+  required: ['id', 'state', 'ready', 'result', 'error', 'date_done', 'children'],
+  properties: {
+    id: { type: 'string' },
+    state: { type: 'string', description: 'PENDING, STARTED, RETRY, SUCCESS, FAILURE, REVOKED or a custom state' },
+    ready: { type: 'boolean', description: 'true for SUCCESS, FAILURE and REVOKED: the state will not change' },
+    result: { description: 'The return value (SUCCESS), else null' },
+    error: {
+      type: ['object', 'null'],
+      description: 'The exception for FAILURE, RETRY and REVOKED',
+      properties: {
+        type: { type: 'string' },
+        module: { type: ['string', 'null'] },
+        message: { type: 'string' },
+        args: { type: 'array' },
+        traceback: { type: ['string', 'null'] },
+      },
+    },
+    worker: { type: ['string', 'null'], description: 'The worker running it (STARTED)' },
+    date_done: { type: ['string', 'null'], description: 'UTC, ISO 8601 without offset, as Celery stores it' },
+    children: { type: 'array', description: 'Result tuples of tasks this task published, as Celery stores them' },
+    parent_id: { type: ['string', 'null'] },
+    group_id: { type: ['string', 'null'] },
+  },
+} as const;

@@ -1,0 +1,88 @@
+/**
+ * Publishes Celery task messages: the one place the gateway (and later workflows and beat) send tasks.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Broker } from './brokers/broker.ts';
+import type { ResultBackend } from './backends/backend.ts';
+import { buildTaskMessage, celeryOrigin, type TaskCall } from './protocol/message.ts';
+import type { Json, JsonObject } from './protocol/types.ts';
+import { resolveOptions, type TaskOptions } from './task-options.ts';
+import type { Logger } from 'pino';
+
+export interface SendRequest {
+  task: string;
+  args?: Json[];
+  kwargs?: JsonObject;
+  options?: TaskOptions;
+}
+
+export interface SentTask {
+  id: string;
+  task: string;
+  queue: string;
+  eta: Date | null;
+  expires: Date | null;
+}
+
+export interface ProducerOptions {
+  broker: Broker;
+  backend: ResultBackend;
+  defaultQueue: string;
+  logger: Logger;
+  now?: () => Date;
+}
+
+export class Producer {
+  readonly #broker: Broker;
+  readonly #backend: ResultBackend;
+  readonly #defaultQueue: string;
+  readonly #logger: Logger;
+  readonly #now: () => Date;
+  /** Celery's `origin` header: gen<pid>@<host> */
+  readonly origin = celeryOrigin(process.pid, hostname());
+  /** this process's reply queue name (Celery's thread oid); rpc:// results travel there */
+  readonly replyTo = randomUUID();
+
+  constructor(options: ProducerOptions) {
+    this.#broker = options.broker;
+    this.#backend = options.backend;
+    this.#defaultQueue = options.defaultQueue;
+    this.#logger = options.logger;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  /**
+   * Publish one task. Resolves once the broker has the message; rejects (nothing published) with a
+   * GatewayError when an option is invalid or the broker is unreachable.
+   */
+  async send(request: SendRequest, extra: Partial<TaskCall> = {}): Promise<SentTask> {
+    const now = this.#now();
+    const options = request.options ?? {};
+    const resolved = resolveOptions(options, this.#defaultQueue, now);
+    const id = options.task_id ?? randomUUID();
+    const call: TaskCall = {
+      task: request.task,
+      id,
+      args: request.args ?? [],
+      kwargs: request.kwargs ?? {},
+      eta: resolved.eta,
+      expires: resolved.expires,
+      timeLimit: resolved.timeLimit,
+      ignoreResult: resolved.ignoreResult,
+      origin: this.origin,
+      replyTo: this.replyTo,
+      priority: resolved.priority ?? 0,
+      ...extra,
+    };
+    const message = buildTaskMessage(call, now);
+    // The record of submitted ids only lets GET /results tell "unknown" from "pending": a failure to
+    // write it must not turn a published task into an error the client would retry (a duplicate).
+    const remembered = this.#backend.rememberSubmitted([id]).catch((err: unknown) => {
+      this.#logger.warn({ err, taskId: id }, 'could not record the submitted task id');
+    });
+    await this.#broker.publish(message, resolved.route);
+    await remembered;
+    return { id, task: request.task, queue: resolved.route.queue, eta: resolved.eta, expires: resolved.expires };
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * The start-up banner, shaped like Celery's so operators recognise it.
+ */
+import { release, type as osType } from 'node:os';
+
+export interface BannerInfo {
+  hostname: string;
+  version: string;
+  transport: string;
+  results: string;
+  concurrency: number;
+  prefetch: number;
+  queues: readonly string[];
+  tasks: readonly string[];
+  now: Date;
+}
+
+export function banner(info: BannerInfo): string {
+  const lines = [
+    ` -------------- ${info.hostname} v${info.version} (celery-gateway, node ${process.version})`,
+    `--- ***** ----- `,
+    `-- ******* ---- ${osType()}-${release()} ${info.now.toISOString().replace('T', ' ').slice(0, 19)}`,
+    `- *** --- * --- `,
+    `- ** ---------- [config]`,
+    `- ** ---------- .> app:         celery-gateway`,
+    `- ** ---------- .> transport:   ${info.transport}`,
+    `- ** ---------- .> results:     ${info.results}`,
+    `- *** --- * --- .> concurrency: ${info.concurrency} (async), prefetch ${info.prefetch}`,
+    `-- ******* ---- .> task events: OFF`,
+    `--- ***** ----- `,
+    ` -------------- [queues]`,
+    ...info.queues.map((q) => `                .> ${q.padEnd(16)} exchange=${q}(direct) key=${q}`),
+    '',
+    '[tasks]',
+    ...info.tasks.map((t) => `  . ${t}`),
+    '',
+  ];
+  return lines.join('\n');
+}

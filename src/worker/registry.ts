@@ -1,0 +1,107 @@
+/**
+ * Task handlers registered by Celery task name, and the loader for a module of them.
+ */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Logger } from 'pino';
+import { GatewayError } from '../errors.ts';
+import type { JsonObject, TaskHeaders } from '../protocol/types.ts';
+
+/** What a handler receives after its positional arguments. */
+export interface TaskContext {
+  readonly id: string;
+  readonly name: string;
+  readonly kwargs: JsonObject;
+  readonly retries: number;
+  readonly rootId: string | null;
+  readonly parentId: string | null;
+  readonly groupId: string | null;
+  /** the full protocol v2 headers */
+  readonly headers: TaskHeaders;
+  /** this worker's node name */
+  readonly hostname: string;
+  /** true when the broker delivered this message before (e.g. after a worker crash) */
+  readonly redelivered: boolean;
+  /** aborted on soft time limit, hard time limit and worker shutdown; `signal.reason` says which */
+  readonly signal: AbortSignal;
+  /** a logger scoped to this task */
+  readonly log: Logger;
+}
+
+/**
+ * A handler: `(arg0, arg1, …, ctx) => result | Promise<result>`. The positional arguments come first,
+ * the TaskContext last (a handler with rest parameters finds it as the last element). The result must
+ * be JSON-serializable; `undefined` is stored as null.
+ * (Declared through a method so handlers with specific parameter types are accepted.)
+ */
+export type TaskHandler = { run(...args: unknown[]): unknown }['run'];
+
+/** Per-task options, as Celery's task decorator takes them. */
+export interface TaskSpec {
+  handler: TaskHandler;
+  /** don't store SUCCESS (Celery's ignore_result); failures are still stored */
+  ignoreResult?: boolean;
+  /** store STARTED before running (Celery's track_started); default true */
+  trackStarted?: boolean;
+  /** hard time limit in seconds, when the message has none */
+  timeLimit?: number;
+  /** soft time limit in seconds, when the message has none */
+  softTimeLimit?: number;
+}
+
+export type TaskDefinition = TaskHandler | TaskSpec;
+export type TaskModule = Record<string, TaskDefinition>;
+
+/** Identity helper that type-checks a task module. */
+export function defineTasks<T extends TaskModule>(tasks: T): T {
+  return tasks;
+}
+
+const NAME = /^[A-Za-z_][A-Za-z0-9_.:-]{0,254}$/;
+
+export class TaskRegistry {
+  readonly #tasks = new Map<string, TaskSpec>();
+
+  register(name: string, definition: TaskDefinition): this {
+    if (!NAME.test(name)) throw new GatewayError('GW_ERR_CONFIG', `invalid task name ${JSON.stringify(name)}: use a dotted name such as "proj.tasks.add"`);
+    const spec = typeof definition === 'function' ? { handler: definition } : definition;
+    if (typeof spec?.handler !== 'function') throw new GatewayError('GW_ERR_CONFIG', `task ${name}: expected a function or { handler: function, … }`);
+    this.#tasks.set(name, spec);
+    return this;
+  }
+
+  registerAll(tasks: TaskModule): this {
+    for (const [name, definition] of Object.entries(tasks)) this.register(name, definition);
+    return this;
+  }
+
+  get(name: string): TaskSpec | undefined {
+    return this.#tasks.get(name);
+  }
+
+  names(): string[] {
+    return [...this.#tasks.keys()].sort();
+  }
+
+  get size(): number {
+    return this.#tasks.size;
+  }
+}
+
+/** Load a JS or TS module whose default export (or `tasks` export) maps task names to handlers. */
+export async function loadTaskModule(path: string): Promise<TaskRegistry> {
+  const url = pathToFileURL(resolve(path)).href;
+  let mod: { default?: unknown; tasks?: unknown };
+  try {
+    mod = (await import(url)) as { default?: unknown; tasks?: unknown };
+  } catch (err) {
+    throw new GatewayError('GW_ERR_CONFIG', `cannot load tasks module ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  const tasks = mod.default ?? mod.tasks;
+  if (!tasks || typeof tasks !== 'object') {
+    throw new GatewayError('GW_ERR_CONFIG', `tasks module ${path} must export default { "task.name": handler, … }`);
+  }
+  const registry = new TaskRegistry().registerAll(tasks as TaskModule);
+  if (registry.size === 0) throw new GatewayError('GW_ERR_CONFIG', `tasks module ${path} registers no task`);
+  return registry;
+}

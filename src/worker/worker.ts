@@ -1,0 +1,274 @@
+/**
+ * The Node worker: consumes Celery messages, runs registered handlers with bounded concurrency, stores
+ * results in Celery's format and acks after the handler (late ack: at-least-once).
+ */
+import type { Logger } from 'pino';
+import type { Broker, Delivery, Subscription } from '../brokers/broker.ts';
+import type { ResultBackend } from '../backends/backend.ts';
+import { parseTaskMessage } from '../protocol/message.ts';
+import { buildMeta, celeryException, encodeError } from '../protocol/result-meta.ts';
+import { parseIsoDate } from '../protocol/time.ts';
+import { States, type Json, type ResultMeta, type TaskMessage } from '../protocol/types.ts';
+import { WorkerShutdown } from './errors.ts';
+import { execute } from './executor.ts';
+import type { TaskContext, TaskRegistry, TaskSpec } from './registry.ts';
+
+export interface WorkerOptions {
+  broker: Broker;
+  backend: ResultBackend;
+  registry: TaskRegistry;
+  queues: readonly string[];
+  concurrency: number;
+  prefetchMultiplier: number;
+  /** node name, e.g. node.123@host */
+  hostname: string;
+  logger: Logger;
+  /** seconds a warm shutdown waits for running tasks */
+  shutdownTimeout: number;
+  now?: () => Date;
+}
+
+interface Job {
+  delivery: Delivery;
+  message: TaskMessage;
+  spec: TaskSpec;
+  /** set when a shutdown gave up waiting: the message was requeued, the late outcome is discarded */
+  abandoned?: boolean;
+}
+
+/** setTimeout's ceiling; longer ETAs are waited for in steps */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const STORE_RETRY_DELAYS_MS = [100, 500, 2000];
+
+export class Worker {
+  readonly #o: WorkerOptions;
+  readonly #now: () => Date;
+  readonly #log: Logger;
+  #subscription: Subscription | undefined;
+  /** waiting for a free slot */
+  readonly #ready: Job[] = [];
+  /** held until their ETA */
+  readonly #scheduled = new Map<Job, NodeJS.Timeout>();
+  /** running, with the controller that aborts their handler */
+  readonly #active = new Map<Job, AbortController>();
+  #idle: (() => void) | undefined;
+  #closing: Promise<void> | undefined;
+  #processed = 0;
+
+  constructor(options: WorkerOptions) {
+    this.#o = options;
+    this.#now = options.now ?? (() => new Date());
+    this.#log = options.logger.child({ component: 'worker', hostname: options.hostname });
+  }
+
+  get stats(): { active: number; scheduled: number; reserved: number; processed: number } {
+    return { active: this.#active.size, scheduled: this.#scheduled.size, reserved: this.#ready.length, processed: this.#processed };
+  }
+
+  get #basePrefetch(): number {
+    return this.#o.concurrency * this.#o.prefetchMultiplier;
+  }
+
+  async start(): Promise<void> {
+    this.#subscription = await this.#o.broker.consume(
+      { queues: this.#o.queues, prefetch: this.#basePrefetch },
+      (delivery) => { void this.#receive(delivery); },
+    );
+  }
+
+  /** Warm shutdown, memoised: stop consuming, requeue what has not started, wait for running tasks. */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #receive(delivery: Delivery): Promise<void> {
+    let message: TaskMessage;
+    try {
+      message = parseTaskMessage(delivery.message);
+    } catch (err) {
+      this.#log.error({ err, queue: delivery.queue, headers: delivery.message.headers }, 'rejecting invalid message');
+      await this.#settle(() => delivery.reject(false));
+      return;
+    }
+    const { task, id } = message.headers;
+    const spec = this.#o.registry.get(task);
+    if (!spec) {
+      this.#log.error({ task, taskId: id }, `Received unregistered task of type '${task}'`);
+      await this.#storeSafely(this.#meta(message, States.FAILURE, celeryException('NotRegistered', task) as unknown as Json));
+      await this.#settle(() => delivery.reject(false));
+      return;
+    }
+    if (this.#closing) {
+      await this.#settle(() => delivery.reject(true));
+      return;
+    }
+    this.#log.info({ task, taskId: id, eta: message.headers.eta }, `Task ${task}[${id}] received`);
+    const job: Job = { delivery, message, spec };
+    if (await this.#revokeIfExpired(job)) return;
+    const eta = message.headers.eta ? parseIsoDate(message.headers.eta) : null;
+    const wait = eta ? eta.getTime() - this.#now().getTime() : 0;
+    if (wait > 0) this.#schedule(job, wait);
+    else this.#enqueue(job);
+  }
+
+  #schedule(job: Job, waitMs: number): void {
+    const timer = setTimeout(() => {
+      this.#scheduled.delete(job);
+      this.#updatePrefetch();
+      const eta = parseIsoDate(job.message.headers.eta ?? '');
+      const left = eta ? eta.getTime() - this.#now().getTime() : 0;
+      if (left > 0) this.#schedule(job, left);
+      else this.#enqueue(job);
+    }, Math.min(waitMs, MAX_TIMER_MS));
+    this.#scheduled.set(job, timer);
+    this.#updatePrefetch();
+  }
+
+  /** Like Celery, an ETA task held in memory does not count against the prefetch bound. */
+  #updatePrefetch(): void {
+    this.#subscription?.setPrefetch(this.#basePrefetch + this.#scheduled.size);
+  }
+
+  #enqueue(job: Job): void {
+    this.#ready.push(job);
+    this.#pump();
+  }
+
+  #pump(): void {
+    while (!this.#closing && this.#active.size < this.#o.concurrency && this.#ready.length > 0) {
+      const job = this.#ready.shift() as Job;
+      void this.#run(job);
+    }
+  }
+
+  async #revokeIfExpired(job: Job): Promise<boolean> {
+    const expires = job.message.headers.expires ? parseIsoDate(job.message.headers.expires) : null;
+    if (!expires || expires.getTime() > this.#now().getTime()) return false;
+    const { task, id } = job.message.headers;
+    this.#log.info({ task, taskId: id }, `Discarding expired task ${task}[${id}]`);
+    await this.#storeSafely(this.#meta(job.message, States.REVOKED, celeryException('TaskRevokedError', 'expired') as unknown as Json));
+    await this.#settle(() => job.delivery.ack());
+    return true;
+  }
+
+  async #run(job: Job): Promise<void> {
+    const abort = new AbortController();
+    this.#active.set(job, abort);
+    const { message, spec, delivery } = job;
+    const { task, id } = message.headers;
+    try {
+      if (await this.#revokeIfExpired(job)) return;
+      if (spec.trackStarted !== false) {
+        await this.#storeSafely(this.#meta(message, States.STARTED, { pid: process.pid, hostname: this.#o.hostname }));
+      }
+      const [hard, soft] = message.headers.timelimit;
+      const outcome = await execute(spec, message.args, this.#context(job, abort.signal), abort, {
+        hard: hard ?? spec.timeLimit ?? null,
+        soft: soft ?? spec.softTimeLimit ?? null,
+      });
+      if (job.abandoned) return;
+      const seconds = (outcome.runtimeMs / 1000).toFixed(6);
+      let stored: boolean;
+      if (outcome.ok) {
+        this.#log.info({ task, taskId: id, runtime: outcome.runtimeMs }, `Task ${task}[${id}] succeeded in ${seconds}s`);
+        const ignore = spec.ignoreResult === true || message.headers.ignore_result === true;
+        stored = ignore || await this.#storeSafely(this.#meta(message, States.SUCCESS, outcome.value));
+      } else {
+        const { exc, traceback } = encodeError(outcome.error);
+        this.#log.info({ task, taskId: id, runtime: outcome.runtimeMs, err: outcome.error }, `Task ${task}[${id}] raised ${exc.exc_type} in ${seconds}s`);
+        stored = await this.#storeSafely(this.#meta(message, States.FAILURE, exc as unknown as Json, traceback));
+      }
+      // Late ack: only once the outcome is stored. If it could not be, run the task again later.
+      await this.#settle(() => (stored ? delivery.ack() : delivery.reject(true)));
+      this.#processed += 1;
+    } finally {
+      this.#active.delete(job);
+      if (this.#active.size === 0) this.#idle?.();
+      this.#pump();
+    }
+  }
+
+  #context(job: Job, signal: AbortSignal): TaskContext {
+    const { headers, kwargs } = job.message;
+    return {
+      id: headers.id,
+      name: headers.task,
+      kwargs,
+      retries: headers.retries,
+      rootId: headers.root_id,
+      parentId: headers.parent_id,
+      groupId: headers.group,
+      headers,
+      hostname: this.#o.hostname,
+      redelivered: job.delivery.redelivered,
+      signal,
+      log: this.#log.child({ task: headers.task, taskId: headers.id }),
+    };
+  }
+
+  #meta(message: TaskMessage, status: string, result: Json, traceback: string | null = null): ResultMeta {
+    const { id, group, parent_id: parentId } = message.headers;
+    return buildMeta({ taskId: id, status, result, traceback, groupId: group, parentId, now: this.#now() });
+  }
+
+  /** Store a result, retrying a few times; false when the backend stayed unreachable. */
+  async #storeSafely(meta: ResultMeta): Promise<boolean> {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        await this.#o.backend.store(meta);
+        return true;
+      } catch (err) {
+        if (err instanceof TypeError || err instanceof RangeError) {
+          // not JSON-serializable (BigInt, circular): store that as the task's failure instead
+          if (meta.status === States.SUCCESS) {
+            const { exc } = encodeError(new TypeError(`result is not JSON serializable: ${err.message}`));
+            return this.#storeSafely({ ...meta, status: States.FAILURE, result: exc as unknown as Json });
+          }
+        }
+        const delay = STORE_RETRY_DELAYS_MS[attempt];
+        if (delay === undefined) {
+          this.#log.error({ err, taskId: meta.task_id, state: meta.status }, 'could not store the result');
+          return false;
+        }
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  /** Settle a delivery; a failure here (broker gone) is logged, the broker redelivers later. */
+  async #settle(action: () => Promise<void>): Promise<void> {
+    try {
+      await action();
+    } catch (err) {
+      this.#log.warn({ err }, 'could not settle a delivery; the broker will deliver it again');
+    }
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#log.info('warm shutdown: no new tasks; waiting for running ones');
+    await this.#subscription?.cancel();
+    const unstarted = [...this.#ready, ...this.#scheduled.keys()];
+    for (const timer of this.#scheduled.values()) clearTimeout(timer);
+    this.#scheduled.clear();
+    this.#ready.length = 0;
+    await Promise.all(unstarted.map((job) => this.#settle(() => job.delivery.reject(true))));
+    if (this.#active.size > 0) {
+      const idle = new Promise<void>((resolve) => { this.#idle = resolve; });
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), this.#o.shutdownTimeout * 1000); });
+      const result = await Promise.race([idle, timedOut]);
+      clearTimeout(timer);
+      if (result === 'timeout') {
+        this.#log.warn({ running: this.#active.size }, 'shutdown timeout: returning running tasks to the queue');
+        const running = [...this.#active.entries()];
+        this.#active.clear();
+        for (const [job, abort] of running) {
+          job.abandoned = true;
+          abort.abort(new WorkerShutdown());
+        }
+        await Promise.all(running.map(([job]) => this.#settle(() => job.delivery.reject(true))));
+      }
+    }
+  }
+}

@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { buildMeta } from '../../src/protocol/result-meta.ts';
+import { startGateway, type TestGateway } from '../support/app.ts';
+
+describe('GET /results/:id (real socket, memory backend)', () => {
+  let gw: TestGateway;
+  before(async () => { gw = await startGateway(); });
+  after(async () => { await gw.close(); });
+
+  it('404s an id nobody submitted', async () => {
+    const res = await gw.get('/results/never-seen-1');
+    assert.equal(res.status, 404);
+    assert.equal(res.json.code, 'GW_ERR_RESULT_NOT_FOUND');
+  });
+
+  it('says PENDING for a submitted task without a result', async () => {
+    const { json } = await gw.post('/tasks/tasks.add', { args: [1, 2], options: { queue: 'res-q1' } });
+    const res = await gw.get(`/results/${json.id}`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.json, { id: json.id, state: 'PENDING', ready: false, result: null, error: null, worker: null, date_done: null, children: [], parent_id: null, group_id: null });
+  });
+
+  it('returns a stored SUCCESS even for an id it did not submit (e.g. sent by a Python client)', async () => {
+    await gw.backend.store(buildMeta({ taskId: 'py-1', status: 'SUCCESS', result: { a: [1, 2] }, now: new Date('2026-01-02T03:04:05.006Z') }));
+    const res = await gw.get('/results/py-1');
+    assert.equal(res.status, 200);
+    assert.equal(res.json.state, 'SUCCESS');
+    assert.equal(res.json.ready, true);
+    assert.deepEqual(res.json.result, { a: [1, 2] });
+    assert.equal(res.json.date_done, '2026-01-02T03:04:05.006000');
+  });
+
+  it('describes a FAILURE', async () => {
+    await gw.backend.store(buildMeta({ taskId: 'py-2', status: 'FAILURE', result: { exc_type: 'ValueError', exc_message: ['boom'], exc_module: 'builtins' }, traceback: 'Traceback…', now: new Date() }));
+    const res = await gw.get('/results/py-2');
+    assert.equal(res.json.state, 'FAILURE');
+    assert.equal(res.json.result, null);
+    assert.equal(res.json.error.type, 'ValueError');
+    assert.equal(res.json.error.message, 'boom');
+    assert.equal(res.json.error.module, 'builtins');
+    assert.equal(res.json.error.traceback, 'Traceback…');
+  });
+
+  it('long-polls until the result is stored', async () => {
+    const { json } = await gw.post('/tasks/tasks.add', { args: [1, 2], options: { queue: 'res-q2' } });
+    const started = Date.now();
+    setTimeout(() => { void gw.backend.store(buildMeta({ taskId: json.id, status: 'SUCCESS', result: 3, now: new Date() })); }, 150);
+    const res = await gw.get(`/results/${json.id}?wait=5`);
+    const took = Date.now() - started;
+    assert.equal(res.json.state, 'SUCCESS');
+    assert.equal(res.json.result, 3);
+    assert.ok(took >= 100 && took < 2000, `took ${took} ms`);
+  });
+
+  it('a long-poll ends at the wait with the current state', async () => {
+    const { json } = await gw.post('/tasks/tasks.add', { args: [1, 2], options: { queue: 'res-q3' } });
+    await gw.backend.store(buildMeta({ taskId: json.id, status: 'STARTED', result: { pid: 1, hostname: 'w1@h' }, now: new Date() }));
+    const started = Date.now();
+    const res = await gw.get(`/results/${json.id}?wait=0.3`);
+    const took = Date.now() - started;
+    assert.equal(res.json.state, 'STARTED');
+    assert.equal(res.json.worker, 'w1@h');
+    assert.ok(took >= 250 && took < 1500, `took ${took} ms`);
+  });
+
+  it('refuses a wait over the limit and a malformed id', async () => {
+    const tooLong = await gw.get('/results/abc?wait=100000');
+    assert.equal(tooLong.status, 400);
+    assert.equal(tooLong.json.code, 'GW_ERR_VALIDATION');
+    const notNumber = await gw.get('/results/abc?wait=soon');
+    assert.equal(notNumber.status, 400);
+    const badId = await gw.get('/results/a%20b');
+    assert.equal(badId.status, 400);
+    assert.equal(badId.json.code, 'GW_ERR_VALIDATION');
+  });
+
+  it('closing the gateway ends open long-polls at once', async () => {
+    const local = await startGateway();
+    const { json } = await local.post('/tasks/tasks.add', { args: [1, 2] });
+    const started = Date.now();
+    const pending = local.get(`/results/${json.id}?wait=30`);
+    await new Promise((r) => setTimeout(r, 100));
+    await local.close();
+    const res = await pending;
+    assert.equal(res.status, 200);
+    assert.equal(res.json.state, 'PENDING');
+    assert.ok(Date.now() - started < 5000);
+  });
+});
+
+describe('health', () => {
+  it('healthz and readyz answer 200 when the adapters are up', async () => {
+    const gw = await startGateway();
+    try {
+      assert.deepEqual((await gw.get('/healthz')).json, { status: 'ok' });
+      const ready = await gw.get('/readyz');
+      assert.equal(ready.status, 200);
+      assert.deepEqual(ready.json, { status: 'ready', checks: { broker: 'ok', backend: 'ok' } });
+    } finally {
+      await gw.close();
+    }
+  });
+});

@@ -1,0 +1,229 @@
+/**
+ * Worker behaviours, run on every broker/backend pair (memory here, the real Redis in test/integration).
+ * Each test uses its own queue.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type { ResultBackend } from '../../src/backends/backend.ts';
+import { waitForResult } from '../../src/backends/wait.ts';
+import type { Broker } from '../../src/brokers/broker.ts';
+import { buildTaskMessage, type TaskCall } from '../../src/protocol/message.ts';
+import type { ResultMeta } from '../../src/protocol/types.ts';
+import { TaskRegistry, type TaskContext } from '../../src/worker/registry.ts';
+import { Worker } from '../../src/worker/worker.ts';
+import { silentLogger, startGateway } from '../support/app.ts';
+
+export interface Adapters {
+  broker: Broker;
+  backend: ResultBackend;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function registry(log: string[]): TaskRegistry {
+  return new TaskRegistry().registerAll({
+    'tasks.multiply': (x: number, y: number) => x * y,
+    'tasks.fail': () => { throw new TypeError('bad input'); },
+    'tasks.record': (value: string, ctx: TaskContext) => { log.push(`${value}@${ctx.retries}`); return value; },
+    'tasks.kw': (...params: unknown[]) => {
+      const ctx = params.pop() as TaskContext;
+      return { args: params, kwargs: ctx.kwargs, id: ctx.id };
+    },
+    'tasks.slow': async (ms: number, ctx: TaskContext) => {
+      await new Promise<void>((resolve) => { const t = setTimeout(resolve, ms); ctx.signal.addEventListener('abort', () => clearTimeout(t)); });
+      return ms;
+    },
+    'tasks.hang': { handler: () => new Promise(() => {}), timeLimit: 0.2 },
+    'tasks.soft': async (_: unknown, ctx: TaskContext) => {
+      await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+      return `cleaned up after ${(ctx.signal.reason as Error).name}`;
+    },
+    'tasks.bigint': () => 10n,
+  });
+}
+
+function call(task: string, args: unknown[], extra: Partial<TaskCall> = {}): TaskCall {
+  return { task, id: randomUUID(), args: args as TaskCall['args'], kwargs: {}, origin: 'test@host', replyTo: randomUUID(), ...extra };
+}
+
+async function result(backend: ResultBackend, id: string, ms = 5000): Promise<ResultMeta> {
+  const meta = await waitForResult(backend, id, ms);
+  assert.ok(meta, `a result for ${id}`);
+  return meta;
+}
+
+export function workerSuite(name: string, make: () => Promise<Adapters>): void {
+  describe(`worker on ${name}`, () => {
+    let a: Adapters;
+    const log: string[] = [];
+    const workers: Worker[] = [];
+    const start = async (queue: string, concurrency = 4) => {
+      const w = new Worker({
+        broker: a.broker, backend: a.backend, registry: registry(log), queues: [queue], concurrency,
+        prefetchMultiplier: 2, hostname: `test.${process.pid}@host`, logger: silentLogger, shutdownTimeout: 2,
+      });
+      await w.start();
+      workers.push(w);
+      return w;
+    };
+    const publish = (queue: string, c: TaskCall) => a.broker.publish(buildTaskMessage(c, new Date()), { queue });
+
+    before(async () => { a = await make(); });
+    after(async () => {
+      await Promise.all(workers.map((w) => w.close()));
+      await a.broker.close();
+      await a.backend.close();
+    });
+
+    it('gateway → broker → worker → GET /results gives 20', async () => {
+      const q = `wq-${randomUUID()}`;
+      await start(q);
+      const gw = await startGateway({ broker: a.broker, backend: a.backend });
+      try {
+        const sent = await gw.post('/tasks/tasks.multiply', { args: [4, 5], options: { queue: q } });
+        assert.equal(sent.status, 202);
+        const res = await gw.get(`/results/${sent.json.id}?wait=5`);
+        assert.equal(res.json.state, 'SUCCESS');
+        assert.equal(res.json.result, 20);
+        assert.match(res.json.date_done, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?$/);
+      } finally {
+        await gw.app.close();
+      }
+    });
+
+    it('stores STARTED then SUCCESS in Celery format, with kwargs and context', async () => {
+      const q = `wq-${randomUUID()}`;
+      const c = call('tasks.kw', [1, 'two'], { kwargs: { k: [1, 2] } });
+      const seen: string[] = [];
+      const unlisten = await a.backend.listen(c.id, (m) => seen.push(m.status));
+      await start(q);
+      await publish(q, c);
+      const meta = await result(a.backend, c.id);
+      unlisten();
+      assert.equal(meta.status, 'SUCCESS');
+      assert.deepEqual(meta.result, { args: [1, 'two'], kwargs: { k: [1, 2] }, id: c.id });
+      assert.equal(meta.task_id, c.id);
+      assert.deepEqual(meta.children, []);
+      assert.equal(meta.traceback, null);
+      assert.deepEqual(seen, ['STARTED', 'SUCCESS']);
+      assert.equal(await a.broker.queueLength(q), 0);
+    });
+
+    it('a thrown error is stored as FAILURE with exc_type / exc_message / exc_module', async () => {
+      const q = `wq-${randomUUID()}`;
+      const c = call('tasks.fail', []);
+      await start(q);
+      await publish(q, c);
+      const meta = await result(a.backend, c.id);
+      assert.equal(meta.status, 'FAILURE');
+      assert.deepEqual(meta.result, { exc_type: 'TypeError', exc_message: ['bad input'], exc_module: 'builtins' });
+      assert.match(meta.traceback ?? '', /TypeError: bad input/);
+    });
+
+    it('an unregistered task stores NotRegistered and the message is dropped', async () => {
+      const q = `wq-${randomUUID()}`;
+      const c = call('tasks.does_not_exist', []);
+      await start(q);
+      await publish(q, c);
+      const meta = await result(a.backend, c.id);
+      assert.equal(meta.status, 'FAILURE');
+      assert.deepEqual(meta.result, { exc_type: 'NotRegistered', exc_message: ['tasks.does_not_exist'], exc_module: 'celery.exceptions' });
+      await sleep(50);
+      assert.equal(await a.broker.queueLength(q), 0);
+    });
+
+    it('a malformed message is rejected and the worker keeps serving', async () => {
+      const q = `wq-${randomUUID()}`;
+      await start(q);
+      await a.broker.publish({ headers: { task: 'tasks.multiply', id: 'x' }, properties: {}, contentType: 'application/json', contentEncoding: 'utf-8', body: '{"not": "a v2 body"}' }, { queue: q });
+      await a.broker.publish({ headers: { task: 'tasks.multiply', id: 'y' }, properties: {}, contentType: 'application/x-python-serialize', contentEncoding: 'binary', body: 'cos\nsystem\n(S"echo pwned"\ntR.' }, { queue: q });
+      const c = call('tasks.multiply', [6, 7]);
+      await publish(q, c);
+      assert.equal((await result(a.backend, c.id)).result, 42);
+      assert.equal(await a.backend.get('x'), null);
+      assert.equal(await a.backend.get('y'), null);
+      assert.equal(await a.broker.queueLength(q), 0);
+    });
+
+    it('honours eta: not run before it, without blocking other tasks', async () => {
+      const q = `wq-${randomUUID()}`;
+      await start(q, 1);
+      const later = call('tasks.record', [`eta-${q}`], { eta: new Date(Date.now() + 400) });
+      const now = call('tasks.multiply', [2, 3]);
+      const published = Date.now();
+      await publish(q, later);
+      await publish(q, now);
+      assert.equal((await result(a.backend, now.id)).result, 6);
+      assert.ok(Date.now() - published < 350, 'the task without eta ran first');
+      assert.ok(!log.includes(`eta-${q}@0`));
+      const meta = await result(a.backend, later.id);
+      assert.equal(meta.status, 'SUCCESS');
+      assert.ok(Date.now() - published >= 390, `ran after ${Date.now() - published} ms`);
+    });
+
+    it('an expired task is stored REVOKED "expired" and never runs', async () => {
+      const q = `wq-${randomUUID()}`;
+      await start(q);
+      const c = call('tasks.record', [`exp-${q}`], { expires: new Date(Date.now() - 1000) });
+      await publish(q, c);
+      const meta = await result(a.backend, c.id);
+      assert.equal(meta.status, 'REVOKED');
+      assert.deepEqual(meta.result, { exc_type: 'TaskRevokedError', exc_message: ['expired'], exc_module: 'celery.exceptions' });
+      assert.ok(!log.some((l) => l.startsWith(`exp-${q}`)));
+    });
+
+    it('hard time limit fails the task with TimeLimitExceeded; soft limit aborts the signal', async () => {
+      const q = `wq-${randomUUID()}`;
+      await start(q);
+      const hang = call('tasks.hang', []);
+      const soft = call('tasks.soft', [null], { timeLimit: [null, 0.1] });
+      await publish(q, hang);
+      await publish(q, soft);
+      const hard = await result(a.backend, hang.id);
+      assert.equal(hard.status, 'FAILURE');
+      assert.equal((hard.result as { exc_type: string }).exc_type, 'TimeLimitExceeded');
+      const s = await result(a.backend, soft.id);
+      assert.equal(s.status, 'SUCCESS');
+      assert.equal(s.result, 'cleaned up after SoftTimeLimitExceeded');
+    });
+
+    it('a result that is not JSON is stored as a FAILURE, not lost', async () => {
+      const q = `wq-${randomUUID()}`;
+      await start(q);
+      const c = call('tasks.bigint', []);
+      await publish(q, c);
+      const meta = await result(a.backend, c.id);
+      assert.equal(meta.status, 'FAILURE');
+      assert.match(JSON.stringify(meta.result), /not JSON serializable/);
+    });
+
+    it('runs at most `concurrency` tasks at once', async () => {
+      const q = `wq-${randomUUID()}`;
+      const w = await start(q, 2);
+      const calls = Array.from({ length: 5 }, () => call('tasks.slow', [150]));
+      for (const c of calls) await publish(q, c);
+      await sleep(60);
+      assert.equal(w.stats.active, 2);
+      const started = Date.now();
+      for (const c of calls) assert.equal((await result(a.backend, c.id)).result, 150);
+      assert.ok(Date.now() - started >= 250, 'three rounds of 150 ms at concurrency 2');
+    });
+
+    it('warm shutdown finishes running tasks and returns unstarted ones to the queue', async () => {
+      const q = `wq-${randomUUID()}`;
+      const w = await start(q, 1);
+      const running = call('tasks.slow', [200]);
+      const queued = [call('tasks.multiply', [1, 1]), call('tasks.multiply', [2, 2])];
+      await publish(q, running);
+      for (const c of queued) await publish(q, c);
+      await sleep(80);
+      await w.close();
+      assert.equal((await a.backend.get(running.id))?.status, 'SUCCESS');
+      for (const c of queued) assert.equal(await a.backend.get(c.id), null);
+      assert.equal(await a.broker.queueLength(q), 2);
+      await start(q, 1);
+      for (const c of queued) assert.equal((await result(a.backend, c.id)).status, 'SUCCESS');
+    });
+  });
+}
