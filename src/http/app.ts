@@ -48,6 +48,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     disableRequestLogging: false,
   });
   app.setValidatorCompiler(validatorCompiler());
+  // JSON only: a text/plain body is a 415, not a string that fails validation
+  app.removeContentTypeParser('text/plain');
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
   app.addSchema(errorSchema);

@@ -1,0 +1,200 @@
+/**
+ * `npm run bench`: measures, in one run on this machine, each figure beside its comparison, and writes
+ * bench/RESULTS.md. Needs Redis (db 14 is flushed), wrk, and /usr/bin/python3 with Celery for the
+ * Celery comparison. Not part of `npm test`.
+ *
+ *   submit   POST /tasks/:name on Redis (64 connections, 10 s, wrk) vs a bare Fastify route doing one LPUSH
+ *   worker   no-op tasks with results stored, 20,000 tasks: our Node worker vs Celery 5.2.6 prefork -c 2
+ *   latency  submit + long-poll, 1,000 sequential round trips through gateway + Node worker
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { encodeEnvelope } from '../src/protocol/kombu-envelope.ts';
+import { buildTaskMessage } from '../src/protocol/message.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const REDIS_URL = process.env['BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379/14';
+const INTEROP = process.env['INTEROP_DIR'] ?? fileURLToPath(new URL('../../shared/interop/python', import.meta.url));
+const REPEATS = Number(process.env['BENCH_REPEATS'] ?? 3);
+const TASKS = Number(process.env['BENCH_TASKS'] ?? 20_000);
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 10);
+const run = promisify(execFile);
+const redis = new Redis(REDIS_URL);
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function start(cmd: string, args: string[], env: Record<string, string>, ready: RegExp, cwd = ROOT): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
+      if (ready.test(out)) resolve(child);
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`${cmd} exited with ${code}:\n${out.slice(-2000)}`)));
+    setTimeout(() => reject(new Error(`${cmd} not ready after 30 s:\n${out.slice(-2000)}`)), 30_000).unref();
+  });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  child.removeAllListeners('exit');
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([exited, sleep(15_000).then(() => child.kill('SIGKILL'))]);
+}
+
+async function wrk(url: string): Promise<{ rps: number; p50: string; p99: string }> {
+  const { stdout } = await run('wrk', ['-t2', '-c64', `-d${SECONDS}s`, '--latency', '-s', 'bench/post.lua', url], { cwd: ROOT });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]);
+  const p50 = /\s50%\s+(\S+)/.exec(stdout)?.[1] ?? '?';
+  const p99 = /\s99%\s+(\S+)/.exec(stdout)?.[1] ?? '?';
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1];
+  if (non2xx) throw new Error(`wrk saw ${non2xx} non-2xx answers:\n${stdout}`);
+  return { rps, p50, p99 };
+}
+
+async function submitBench(): Promise<string[]> {
+  const gatewayEnv = { CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL, PORT: '18080', LOG_LEVEL: 'warn', CELERY_DEFAULT_QUEUE: 'bench-gw' };
+  const gateway = await start('node', ['bin/celery-gateway.js', 'serve'], gatewayEnv, /Server listening|"msg":"Server listening/);
+  const ceiling = await start('node', ['--import', 'tsx', 'bench/ceiling-server.ts'], { REDIS_URL, PORT: '18081', QUEUE: 'bench-ceiling' }, /ceiling ready/);
+  const ours: number[] = [];
+  const bare: number[] = [];
+  let lat = { ours: ['?', '?'], bare: ['?', '?'] };
+  try {
+    await sleep(500);
+    for (let i = 0; i < REPEATS; i += 1) {
+      const a = await wrk('http://127.0.0.1:18080/tasks/tasks.add');
+      await redis.flushdb();
+      const b = await wrk('http://127.0.0.1:18081/tasks/tasks.add');
+      await redis.flushdb();
+      ours.push(a.rps);
+      bare.push(b.rps);
+      lat = { ours: [a.p50, a.p99], bare: [b.p50, b.p99] };
+      process.stdout.write(`submit run ${i + 1}: gateway ${a.rps.toFixed(0)} req/s, bare LPUSH route ${b.rps.toFixed(0)} req/s\n`);
+    }
+  } finally {
+    await stop(gateway);
+    await stop(ceiling);
+  }
+  const ratio = (median(ours) / median(bare)) * 100;
+  return [
+    `| submit: POST /tasks/:name, Redis (64 conns, ${SECONDS} s) | **${median(ours).toFixed(0)} req/s** (p50 ${lat.ours[0]}, p99 ${lat.ours[1]}) | bare Fastify + one LPUSH: ${median(bare).toFixed(0)} req/s (p50 ${lat.bare[0]}, p99 ${lat.bare[1]}) | ${ratio.toFixed(0)}% of the ceiling |`,
+  ];
+}
+
+/** LPUSH `n` tasks.add messages to `queue`, return their ids. */
+async function fill(queue: string, n: number): Promise<string[]> {
+  const ids: string[] = [];
+  const replyTo = randomUUID();
+  for (let off = 0; off < n; off += 1000) {
+    const batch: string[] = [];
+    for (let i = off; i < Math.min(n, off + 1000); i += 1) {
+      const id = randomUUID();
+      ids.push(id);
+      const msg = buildTaskMessage({ task: 'tasks.add', id, args: [i, 1], kwargs: {}, origin: 'bench', replyTo }, new Date());
+      batch.push(encodeEnvelope(msg, { exchange: '', routingKey: queue }, randomUUID()));
+    }
+    await redis.lpush(queue, ...batch);
+  }
+  return ids;
+}
+
+/** Seconds until every id has a SUCCESS meta. */
+async function drain(ids: string[], started: number): Promise<number> {
+  const keys = ids.map((id) => `celery-task-meta-${id}`);
+  for (;;) {
+    const done = await redis.exists(...keys);
+    if (done === ids.length) {
+      const last = await redis.get(keys[keys.length - 1] as string);
+      if (!last?.includes('SUCCESS')) throw new Error(`unexpected meta ${last}`);
+      return (performance.now() - started) / 1000;
+    }
+    await sleep(50);
+  }
+}
+
+async function workerRun(kind: 'node' | 'celery'): Promise<number> {
+  const queue = `bench-${kind}-${randomUUID().slice(0, 8)}`;
+  const child = kind === 'node'
+    ? await start('node', ['bin/celery-gateway.js', 'worker', '--tasks', 'bench/noop-tasks.ts', '-Q', queue, '-c', '50'],
+      { CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL, LOG_LEVEL: 'warn' }, /ready\./)
+    : await start('/usr/bin/python3', ['-m', 'celery', '-A', 'tasks', 'worker', '-P', 'prefork', '-c', '2', '-Q', queue, '-l', 'INFO',
+      '--without-mingle', '--without-gossip', '--without-heartbeat', '-n', `bench-${randomUUID().slice(0, 6)}@bench`],
+      { CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL }, /ready\./, INTEROP);
+  try {
+    const started = performance.now();
+    const ids = await fill(queue, TASKS);
+    return TASKS / (await drain(ids, started));
+  } finally {
+    await stop(child);
+    await redis.flushdb();
+  }
+}
+
+async function workerBench(): Promise<string[]> {
+  const node: number[] = [];
+  const celery: number[] = [];
+  for (let i = 0; i < REPEATS; i += 1) {
+    node.push(await workerRun('node'));
+    celery.push(await workerRun('celery'));
+    process.stdout.write(`worker run ${i + 1}: node ${node.at(-1)?.toFixed(0)} tasks/s, celery ${celery.at(-1)?.toFixed(0)} tasks/s\n`);
+  }
+  return [
+    `| worker: ${TASKS} no-op tasks, results on Redis, late ack | **${median(node).toFixed(0)} tasks/s** (Node worker, -c 50) | Celery 5.2.6 prefork -c 2: ${median(celery).toFixed(0)} tasks/s | ${(median(node) / median(celery)).toFixed(1)}x Celery |`,
+  ];
+}
+
+async function latencyBench(): Promise<string[]> {
+  const env = { CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL, PORT: '18082', LOG_LEVEL: 'warn', CELERY_DEFAULT_QUEUE: 'bench-lat' };
+  const gateway = await start('node', ['bin/celery-gateway.js', 'serve'], env, /Server listening/);
+  const worker = await start('node', ['bin/celery-gateway.js', 'worker', '--tasks', 'bench/noop-tasks.ts', '-Q', 'bench-lat', '-c', '8'], env, /ready\./);
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < 1100; i += 1) {
+      const t0 = performance.now();
+      const res = await fetch('http://127.0.0.1:18082/tasks/tasks.add', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"args":[1,2]}' });
+      const { id } = (await res.json()) as { id: string };
+      const got = (await (await fetch(`http://127.0.0.1:18082/results/${id}?wait=10`)).json()) as { result: number };
+      if (got.result !== 3) throw new Error(`bad result ${JSON.stringify(got)}`);
+      if (i >= 100) times.push(performance.now() - t0); // the first 100 warm up
+    }
+  } finally {
+    await stop(gateway);
+    await stop(worker);
+    await redis.flushdb();
+  }
+  times.sort((a, b) => a - b);
+  const pct = (p: number) => (times[Math.floor((times.length - 1) * p)] ?? NaN).toFixed(2);
+  return [`| latency: submit + long-poll, 1,000 sequential (gateway + Node worker, Redis) | **p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms** | — | |`];
+}
+
+const which = process.argv.slice(2);
+const want = (name: string) => which.length === 0 || which.includes(name);
+await redis.flushdb();
+const rows: string[] = [];
+if (want('submit')) rows.push(...await submitBench());
+if (want('worker')) rows.push(...await workerBench());
+if (want('latency')) rows.push(...await latencyBench());
+await redis.quit();
+
+const report = `# Benchmark results
+
+Measured by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version},
+Redis on loopback; medians of ${REPEATS} runs; every figure beside its comparison from the same run.
+The load generator (wrk, 2 threads) shares the 2 cores with the server, so absolute numbers are low.
+
+| what | ours | comparison | |
+|---|---|---|---|
+${rows.join('\n')}
+`;
+await writeFile(new URL('RESULTS.md', import.meta.url), report);
+process.stdout.write(`\n${report}`);

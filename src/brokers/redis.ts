@@ -1,0 +1,350 @@
+/**
+ * kombu's Redis transport, message for message (§6 of the protocol doc): LPUSH to the queue's priority
+ * lists, consume in kombu's list order, ack emulation with the `unacked` hash and `unacked_index` zset,
+ * and the visibility-timeout restore that brings back what a dead worker (ours or Python's) held.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { redactUrl } from '../config.ts';
+import {
+  bindingMember, consumeOrder, decodeEnvelope, encodeEnvelope, parseBindingMember, priorityQueueName, queueOfList,
+} from '../protocol/kombu-envelope.ts';
+import type { RawMessage } from '../protocol/types.ts';
+import { connectRedis, unavailable, whenReady } from '../redis/connection.ts';
+import type { Broker, ConsumeOptions, Delivery, Route, Subscription } from './broker.ts';
+import { ACK, POP_BATCH, REGISTER, RELEASE_MUTEX, RESTORE } from './redis-scripts.ts';
+
+export const UNACKED = 'unacked';
+export const UNACKED_INDEX = 'unacked_index';
+export const UNACKED_MUTEX = 'unacked_mutex';
+
+export interface RedisBrokerOptions {
+  url: string;
+  /** seconds before an unacked message is delivered again (kombu's visibility_timeout) */
+  visibilityTimeoutSec?: number;
+  /** how often a consumer runs the restore (kombu: about every 100 s) */
+  restoreIntervalMs?: number;
+  /** BRPOP timeout when the queues are empty, seconds */
+  pollTimeoutSec?: number;
+  logger?: Logger;
+}
+
+interface ScriptedRedis extends Redis {
+  gwPopBatch(...args: (string | number)[]): Promise<string[]>;
+  gwRegister(unacked: string, index: string, score: string, tag: string, payload: string): Promise<number>;
+  gwAck(unacked: string, index: string, tag: string): Promise<number>;
+  gwRestore(unacked: string, index: string, list: string, tag: string, envelope: string, side: string, expected: string): Promise<number>;
+  gwReleaseMutex(mutex: string, token: string): Promise<number>;
+}
+
+const CODE = 'GW_ERR_BROKER_UNAVAILABLE';
+const nowScore = (): string => (Date.now() / 1000).toFixed(6);
+
+function withScripts(client: Redis): ScriptedRedis {
+  client.defineCommand('gwPopBatch', { lua: POP_BATCH });
+  client.defineCommand('gwRegister', { numberOfKeys: 2, lua: REGISTER });
+  client.defineCommand('gwAck', { numberOfKeys: 2, lua: ACK });
+  client.defineCommand('gwRestore', { numberOfKeys: 3, lua: RESTORE });
+  client.defineCommand('gwReleaseMutex', { numberOfKeys: 1, lua: RELEASE_MUTEX });
+  return client as ScriptedRedis;
+}
+
+/** The envelope as a restore writes it: kombu marks it redelivered in headers and delivery_info. */
+function markRedelivered(envelope: string): string {
+  const env = JSON.parse(envelope) as { headers?: Record<string, unknown>; properties?: { delivery_info?: Record<string, unknown> } };
+  if (env.headers) env.headers['redelivered'] = true;
+  if (env.properties?.delivery_info) env.properties.delivery_info['redelivered'] = true;
+  return JSON.stringify(env);
+}
+
+export class RedisBroker implements Broker {
+  readonly kind = 'redis';
+  readonly displayUrl: string;
+  readonly #url: string;
+  readonly #client: ScriptedRedis;
+  readonly #log: Logger | undefined;
+  readonly #visibilityTimeoutSec: number;
+  readonly #restoreIntervalMs: number;
+  readonly #pollTimeoutSec: number;
+  /** queues whose default binding this process declared (kombu does it once per process) */
+  readonly #declared = new Set<string>();
+  readonly #subscriptions = new Set<RedisSubscription>();
+  #closing: Promise<void> | undefined;
+
+  constructor(options: RedisBrokerOptions) {
+    this.#url = options.url;
+    this.displayUrl = redactUrl(options.url);
+    this.#log = options.logger;
+    this.#visibilityTimeoutSec = options.visibilityTimeoutSec ?? 3600;
+    this.#restoreIntervalMs = options.restoreIntervalMs ?? 60_000;
+    this.#pollTimeoutSec = options.pollTimeoutSec ?? 1;
+    this.#client = withScripts(connectRedis(options.url, options.logger, { enableAutoPipelining: true }));
+  }
+
+  /** the command connection (tests and the restore use it) */
+  get client(): Redis {
+    return this.#client;
+  }
+
+  async publish(message: RawMessage, route: Route): Promise<void> {
+    try {
+      await whenReady(this.#client, CODE);
+      const tag = randomUUID();
+      const priority = message.properties.priority;
+      if (route.exchange) {
+        const routingKey = route.routingKey ?? route.queue;
+        const members = await this.#client.smembers(`_kombu.binding.${route.exchange}`);
+        const queues = members.map(parseBindingMember).filter((b) => b !== null && b.routingKey === routingKey).map((b) => b!.queue);
+        if (queues.length === 0) {
+          this.#log?.warn({ exchange: route.exchange, routingKey }, 'no queue bound to this exchange and routing key: message dropped, as kombu does');
+          return;
+        }
+        const envelope = encodeEnvelope(message, { exchange: route.exchange, routingKey }, tag);
+        await Promise.all(queues.map((q) => this.#client.lpush(priorityQueueName(q, priority), envelope)));
+        return;
+      }
+      const envelope = encodeEnvelope(message, { exchange: '', routingKey: route.queue }, tag);
+      const pushed = this.#client.lpush(priorityQueueName(route.queue, priority), envelope);
+      if (!this.#declared.has(route.queue)) {
+        await this.#client.sadd(`_kombu.binding.${route.queue}`, bindingMember(route.queue, '', route.queue));
+        this.#declared.add(route.queue);
+      }
+      await pushed;
+    } catch (err) {
+      throw unavailable(err, CODE);
+    }
+  }
+
+  async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
+    await whenReady(this.#client, CODE).catch((err: unknown) => { throw unavailable(err, CODE); });
+    const blocking = withScripts(connectRedis(this.#url, this.#log, { enableAutoPipelining: false, enableOfflineQueue: true, maxRetriesPerRequest: null }));
+    await whenReady(blocking, CODE).catch((err: unknown) => {
+      blocking.disconnect();
+      throw unavailable(err, CODE);
+    });
+    const sub = new RedisSubscription(this, blocking, options, onDelivery, this.#pollTimeoutSec, this.#log);
+    this.#subscriptions.add(sub);
+    sub.done.finally(() => this.#subscriptions.delete(sub));
+    void this.restoreVisible().catch((err: unknown) => this.#log?.warn({ err }, 'restore of unacked messages failed'));
+    sub.restoreTimer = setInterval(() => {
+      void this.restoreVisible().catch((err: unknown) => this.#log?.warn({ err }, 'restore of unacked messages failed'));
+    }, this.#restoreIntervalMs);
+    sub.restoreTimer.unref();
+    sub.start();
+    return sub;
+  }
+
+  async ack(tag: string): Promise<void> {
+    try {
+      await this.#client.gwAck(UNACKED, UNACKED_INDEX, tag);
+    } catch (err) {
+      throw unavailable(err, CODE);
+    }
+  }
+
+  /** Put one of our unacked messages back (left: back of the line, as kombu's reject; right: next up). */
+  async requeue(tag: string, envelope: string, list: string, side: 'left' | 'right'): Promise<boolean> {
+    try {
+      return (await this.#client.gwRestore(UNACKED, UNACKED_INDEX, list, tag, markRedelivered(envelope), side, '')) === 1;
+    } catch (err) {
+      throw unavailable(err, CODE);
+    }
+  }
+
+  /**
+   * kombu's restore_visible: under `unacked_mutex`, every message unacked for longer than the visibility
+   * timeout goes back to the consuming end of its queue, marked redelivered. Returns how many.
+   */
+  async restoreVisible(nowMs = Date.now()): Promise<number> {
+    const token = randomUUID();
+    const got = await this.#client.set(UNACKED_MUTEX, token, 'PX', 300_000, 'NX');
+    if (got !== 'OK') return 0;
+    let restored = 0;
+    try {
+      const cutoff = nowMs / 1000 - this.#visibilityTimeoutSec;
+      const tags = await this.#client.zrangebyscore(UNACKED_INDEX, 0, cutoff, 'LIMIT', 0, 1000);
+      if (tags.length === 0) return 0;
+      const payloads = await this.#client.hmget(UNACKED, ...tags);
+      for (const [i, tag] of tags.entries()) {
+        const payload = payloads[i];
+        if (!payload) {
+          await this.#client.zrem(UNACKED_INDEX, tag);
+          continue;
+        }
+        const target = await this.#restoreTarget(payload);
+        if (!target) continue;
+        restored += await this.#client.gwRestore(UNACKED, UNACKED_INDEX, target.list, tag, target.envelope, 'right', payload);
+      }
+      if (restored > 0) this.#log?.warn({ restored }, 'restored messages unacked past the visibility timeout');
+      return restored;
+    } finally {
+      await this.#client.gwReleaseMutex(UNACKED_MUTEX, token);
+    }
+  }
+
+  /** Where a stored `[envelope, exchange, routing_key]` goes back to, and the envelope to push. */
+  async #restoreTarget(payload: string): Promise<{ list: string; envelope: string } | null> {
+    let entry: unknown;
+    try {
+      entry = JSON.parse(payload);
+    } catch {
+      return null;
+    }
+    if (!Array.isArray(entry) || typeof entry[0] !== 'object') return null;
+    const [env, exchange, routingKey] = entry as [Record<string, unknown>, unknown, unknown];
+    const envelope = markRedelivered(JSON.stringify(env));
+    const priority = decodeEnvelope(envelope).message.properties.priority;
+    let queue = typeof routingKey === 'string' ? routingKey : '';
+    if (typeof exchange === 'string' && exchange !== '') {
+      const members = await this.#client.smembers(`_kombu.binding.${exchange}`);
+      queue = members.map(parseBindingMember).find((b) => b?.routingKey === routingKey)?.queue ?? queue;
+    }
+    return queue ? { list: priorityQueueName(queue, priority), envelope } : null;
+  }
+
+  async queueLength(queue: string): Promise<number> {
+    try {
+      await whenReady(this.#client, CODE);
+      const lengths = await Promise.all(consumeOrder([queue]).map((list) => this.#client.llen(list)));
+      return lengths.reduce((a, b) => a + b, 0);
+    } catch (err) {
+      throw unavailable(err, CODE);
+    }
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await whenReady(this.#client, CODE);
+      await this.#client.ping();
+    } catch (err) {
+      throw unavailable(err, CODE);
+    }
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.all([...this.#subscriptions].map((s) => s.cancel()));
+      await this.#client.quit().catch(() => this.#client.disconnect());
+    })();
+    return this.#closing;
+  }
+}
+
+/** One consumer: a loop on its own (blocking) connection that fetches while under the prefetch bound. */
+class RedisSubscription implements Subscription {
+  restoreTimer: NodeJS.Timeout | undefined;
+  readonly done: Promise<void>;
+  #resolveDone: () => void = () => {};
+  #active = true;
+  #unsettled = 0;
+  #wake: (() => void) | undefined;
+  /** queue rotation, as kombu rotates after each delivery */
+  #queues: string[];
+
+  constructor(
+    private readonly broker: RedisBroker,
+    private readonly redis: ScriptedRedis,
+    options: ConsumeOptions,
+    private readonly onDelivery: (delivery: Delivery) => void,
+    private readonly pollTimeoutSec: number,
+    private readonly log: Logger | undefined,
+    private prefetch = options.prefetch,
+  ) {
+    this.#queues = [...options.queues];
+    this.done = new Promise((resolve) => { this.#resolveDone = resolve; });
+  }
+
+  start(): void {
+    void this.#loop().finally(() => this.#resolveDone());
+  }
+
+  setPrefetch(prefetch: number): void {
+    this.prefetch = prefetch;
+    this.#wake?.();
+  }
+
+  async cancel(): Promise<void> {
+    if (this.#active) {
+      this.#active = false;
+      clearInterval(this.restoreTimer);
+      this.#wake?.();
+    }
+    await this.done;
+  }
+
+  async #loop(): Promise<void> {
+    let backoff = 100;
+    try {
+      while (this.#active) {
+        const free = this.prefetch - this.#unsettled;
+        if (free <= 0) {
+          await new Promise<void>((resolve) => { this.#wake = resolve; });
+          this.#wake = undefined;
+          continue;
+        }
+        try {
+          const lists = consumeOrder(this.#queues);
+          let batch = await this.redis.gwPopBatch(lists.length + 2, ...lists, UNACKED, UNACKED_INDEX, nowScore(), free);
+          if (batch.length === 0) {
+            const popped = await this.redis.brpop(...lists, this.pollTimeoutSec);
+            if (!popped) continue;
+            const [list, envelope] = popped;
+            const decoded = this.#decode(envelope);
+            if (decoded?.deliveryTag) {
+              await this.redis.gwRegister(UNACKED, UNACKED_INDEX, nowScore(), decoded.deliveryTag,
+                `[${envelope}, ${JSON.stringify(decoded.exchange)}, ${JSON.stringify(decoded.routingKey)}]`);
+            }
+            batch = [list, envelope];
+          }
+          backoff = 100;
+          for (let i = 0; i < batch.length; i += 2) this.#hand(batch[i] as string, batch[i + 1] as string);
+          if (this.#queues.length > 1) this.#queues.push(this.#queues.shift() as string);
+        } catch (err) {
+          if (!this.#active) break;
+          this.log?.warn({ err: (err as Error).message, retryInMs: backoff }, 'redis consume failed; retrying');
+          await new Promise((resolve) => setTimeout(resolve, backoff));
+          backoff = Math.min(backoff * 2, 5000);
+        }
+      }
+    } finally {
+      this.redis.disconnect();
+    }
+  }
+
+  #decode(envelope: string): ReturnType<typeof decodeEnvelope> | null {
+    try {
+      return decodeEnvelope(envelope);
+    } catch (err) {
+      this.log?.error({ err: (err as Error).message, sample: envelope.slice(0, 200) }, 'dropping a list entry that is not a kombu envelope');
+      return null;
+    }
+  }
+
+  /** Hand one fetched message to the consumer, or put it back if we were cancelled meanwhile. */
+  #hand(list: string, envelope: string): void {
+    const decoded = this.#decode(envelope);
+    if (!decoded) return;
+    const tag = decoded.deliveryTag;
+    if (!this.#active) {
+      if (tag) void this.broker.requeue(tag, envelope, list, 'right').catch(() => {});
+      return;
+    }
+    this.#unsettled += 1;
+    let settled = false;
+    const settle = async (action: () => Promise<unknown>): Promise<void> => {
+      if (settled) return;
+      settled = true;
+      this.#unsettled -= 1;
+      this.#wake?.();
+      if (tag) await action();
+    };
+    this.onDelivery({
+      message: decoded.message,
+      queue: queueOfList(list),
+      redelivered: decoded.redelivered,
+      ack: () => settle(() => this.broker.ack(tag)),
+      reject: (requeue) => settle(() => (requeue ? this.broker.requeue(tag, envelope, list, 'left') : this.broker.ack(tag))),
+    });
+  }
+}

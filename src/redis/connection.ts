@@ -1,0 +1,56 @@
+/**
+ * ioredis connections as the adapters need them: fail fast while Redis is down (no offline queue, so a
+ * request gets a 503 instead of hanging), reconnect in the background with capped backoff.
+ */
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import { GatewayError, type ErrorCode } from '../errors.ts';
+import { redactUrl } from '../config.ts';
+
+/** How long a command waits for a connection that is still being made, before failing. */
+const CONNECT_WAIT_MS = 2000;
+
+export function connectRedis(url: string, logger: Logger | undefined, options: RedisOptions = {}): Redis {
+  const client = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    ...options,
+  });
+  let lastError = '';
+  client.on('error', (err: Error) => {
+    // ioredis emits on every failed reconnect: log each distinct error once
+    if (err.message !== lastError) logger?.warn({ err: err.message, url: redactUrl(url) }, 'redis connection error');
+    lastError = err.message;
+  });
+  client.on('ready', () => {
+    if (lastError) logger?.info({ url: redactUrl(url) }, 'redis connection restored');
+    lastError = '';
+  });
+  return client;
+}
+
+/** Resolve once the client is ready; reject with `code` if it is not within a short wait. */
+export async function whenReady(client: Redis, code: ErrorCode): Promise<void> {
+  if (client.status === 'ready') return;
+  if (client.status === 'end') throw new GatewayError(code, 'redis connection closed');
+  await new Promise<void>((resolve, reject) => {
+    const done = (err?: Error): void => {
+      clearTimeout(timer);
+      client.off('ready', onReady);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onReady = (): void => done();
+    const timer = setTimeout(() => done(new GatewayError(code, `redis not reachable (${client.status})`)), CONNECT_WAIT_MS);
+    client.on('ready', onReady);
+  });
+}
+
+/** Wrap a Redis failure in a GatewayError with `code` (a 503 at the HTTP layer). */
+export function unavailable(err: unknown, code: ErrorCode): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new GatewayError(code, `redis: ${message}`, { cause: err });
+}
