@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
 import { createBackend, createBroker } from './compose.ts';
-import { loadConfig, redactUrl, SETTINGS, type Config } from './config.ts';
+import { loadConfig, SETTINGS, type Config } from './config.ts';
 import { GatewayError } from './errors.ts';
 import { buildApp } from './http/app.ts';
 import { createLogger } from './log.ts';
@@ -108,9 +108,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   if (command === 'serve' || command === 'dev') {
     const app = await buildApp({ broker, backend, config, logger });
     await app.listen({ host: config.host, port: config.port });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    process.stdout.write(`celery-gateway ${command}: listening on http://${config.host}:${port}, broker ${broker.displayUrl}, results ${backend.displayUrl}\n`);
     if (command === 'dev') {
-      process.stdout.write(`\ncelery-gateway dev: gateway on http://${config.host}:${config.port}, broker ${redactUrl(config.brokerUrl)}, results ${redactUrl(config.resultBackend)}\n` +
-        `no authentication: for development only. Try:\n  curl -X POST localhost:${config.port}/tasks/tasks.multiply -H 'content-type: application/json' -d '{"args":[4,5]}'\n\n`);
+      process.stdout.write(`no authentication: for development only. Try:\n  curl -X POST localhost:${port}/tasks/tasks.multiply -H 'content-type: application/json' -d '{"args":[4,5]}'\n\n`);
     }
     closers.unshift(() => app.close());
   }

@@ -45,7 +45,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     requestIdHeader: 'x-request-id',
-    disableRequestLogging: false,
   });
   app.setValidatorCompiler(validatorCompiler());
   // JSON only: a text/plain body is a 415, not a string that fails validation

@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { runCli } from '../support/cli.ts';
+import { redisGate } from '../support/python.ts';
+
+const json = async (res: Response) => (await res.json()) as any;
+
+describe('celery-gateway CLI', () => {
+  it('dev (what npm start runs): curl multiply 4 5 gives 20, SIGTERM exits 0', async () => {
+    const cli = runCli(['dev', '--port', '0']);
+    try {
+      const [, port] = await cli.waitFor(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
+      assert.match(cli.output(), /\[tasks\][\s\S]*tasks\.multiply/, 'banner lists the tasks');
+      assert.match(cli.output(), /transport:\s+memory:\/\//);
+      const sent = await json(await fetch(`http://127.0.0.1:${port}/tasks/tasks.multiply`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"args":[4,5]}' }));
+      const result = await json(await fetch(`http://127.0.0.1:${port}/results/${sent.id}?wait=5`));
+      assert.equal(result.state, 'SUCCESS');
+      assert.equal(result.result, 20);
+      await cli.waitFor(/Task tasks\.multiply\[[^\]]+\] succeeded in/);
+    } finally {
+      assert.equal(await cli.stop(), 0);
+    }
+  });
+
+  it('a bad setting stops start-up with exit 2 and names it', async () => {
+    const cli = runCli(['serve'], { PORT: 'eighty' });
+    assert.equal(await new Promise((resolve) => cli.child.once('exit', resolve)), 2);
+    assert.match(cli.output(), /PORT="eighty" is invalid/);
+  });
+
+  it('an unknown broker scheme is a clear start-up error', async () => {
+    const cli = runCli(['serve'], { CELERY_BROKER_URL: 'kafka://x:1' });
+    assert.equal(await new Promise((resolve) => cli.child.once('exit', resolve)), 2);
+    assert.match(cli.output(), /unsupported scheme/);
+  });
+
+  it('--help lists the commands and the environment', async () => {
+    const cli = runCli(['--help']);
+    assert.equal(await new Promise((resolve) => cli.child.once('exit', resolve)), 0);
+    for (const word of ['serve', 'worker', 'dev', 'CELERY_BROKER_URL', 'CELERY_RESULT_BACKEND', 'PORT']) assert.ok(cli.output().includes(word), word);
+  });
+});
+
+const REDIS_URL = 'redis://:@127.0.0.1:6379/8';
+describe('serve + worker as separate processes on Redis (the README commands)', { skip: await redisGate('redis://127.0.0.1:6379/8') }, () => {
+  it('a task submitted to one process is run by the other; SIGTERM exits 0 for both', async () => {
+    const queue = `cli-${process.pid}`;
+    const env = { CELERY_BROKER_URL: REDIS_URL, CELERY_DEFAULT_QUEUE: queue };
+    const gateway = runCli(['serve', '--port', '0'], env);
+    const worker = runCli(['worker', '--tasks', './examples/tasks.ts', '-Q', queue, '-c', '4', '-n', 'cli-test@host'], env);
+    try {
+      const [, port] = await gateway.waitFor(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
+      await worker.waitFor(/cli-test@host ready\./);
+      assert.match(worker.output(), /transport:\s+redis:\/\/:\*\*@127\.0\.0\.1:6379\/8/, 'password hidden in the banner');
+      const sent = await json(await fetch(`http://127.0.0.1:${port}/tasks/tasks.add`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"args":[40,2]}' }));
+      const result = await json(await fetch(`http://127.0.0.1:${port}/results/${sent.id}?wait=10`));
+      assert.equal(result.result, 42);
+      const ready = await json(await fetch(`http://127.0.0.1:${port}/readyz`));
+      assert.equal(ready.status, 'ready');
+    } finally {
+      assert.equal(await worker.stop(), 0);
+      assert.equal(await gateway.stop(), 0);
+    }
+  });
+});
