@@ -144,7 +144,7 @@ async function startWorker(
     concurrency, prefetch: concurrency * config.prefetchMultiplier, queues, tasks: registry.names(), now: new Date(),
   }) + '\n');
   await worker.start();
-  logger.info({ hostname }, `${hostname} ready.`);
+  process.stdout.write(`${hostname} ready.\n`);
   return worker;
 }
 
