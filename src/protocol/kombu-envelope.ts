@@ -48,11 +48,12 @@ export function encodeEnvelope(msg: RawMessage, info: DeliveryInfo, deliveryTag:
   if (correlation_id !== undefined) properties['correlation_id'] = correlation_id;
   if (reply_to !== undefined) properties['reply_to'] = reply_to;
   properties['delivery_mode'] = delivery_mode ?? 2;
+  // kombu's order: other AMQP properties (expiration) come before delivery_info
+  for (const [key, value] of Object.entries(rest)) if (value !== undefined) properties[key] = value;
   properties['delivery_info'] = deliveryInfo;
   properties['priority'] = priority ?? 0;
   properties['body_encoding'] = 'base64';
   properties['delivery_tag'] = deliveryTag;
-  for (const [key, value] of Object.entries(rest)) if (value !== undefined) properties[key] = value;
   const headers = redelivered ? { ...msg.headers, redelivered: true } : msg.headers;
   return JSON.stringify({
     body: Buffer.from(msg.body, 'utf8').toString('base64'),
