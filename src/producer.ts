@@ -31,6 +31,8 @@ export interface ProducerOptions {
   defaultQueue: string;
   logger: Logger;
   now?: () => Date;
+  /** told how long each publish took, for metrics */
+  onPublished?: (seconds: number, ok: boolean) => void;
 }
 
 export class Producer {
@@ -39,6 +41,7 @@ export class Producer {
   readonly #defaultQueue: string;
   readonly #logger: Logger;
   readonly #now: () => Date;
+  readonly #onPublished: ((seconds: number, ok: boolean) => void) | undefined;
   /** Celery's `origin` header: gen<pid>@<host> */
   readonly origin = celeryOrigin(process.pid, hostname());
   /** this process's reply queue name (Celery's thread oid); rpc:// results travel there */
@@ -50,6 +53,7 @@ export class Producer {
     this.#defaultQueue = options.defaultQueue;
     this.#logger = options.logger;
     this.#now = options.now ?? (() => new Date());
+    this.#onPublished = options.onPublished;
   }
 
   /**
@@ -81,7 +85,14 @@ export class Producer {
     const remembered = this.#backend.rememberSubmitted([id]).catch((err: unknown) => {
       this.#logger.warn({ err, taskId: id }, 'could not record the submitted task id');
     });
-    await this.#broker.publish(message, resolved.route);
+    const started = performance.now();
+    try {
+      await this.#broker.publish(message, resolved.route);
+      this.#onPublished?.((performance.now() - started) / 1000, true);
+    } catch (err) {
+      this.#onPublished?.((performance.now() - started) / 1000, false);
+      throw err;
+    }
     await remembered;
     return { id, task: request.task, queue: resolved.route.queue, eta: resolved.eta, expires: resolved.expires };
   }

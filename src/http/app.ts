@@ -4,13 +4,16 @@
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import { Ajv, type Options as AjvOptions } from 'ajv';
 import type { Logger } from 'pino';
 import type { Broker } from '../brokers/broker.ts';
 import type { ResultBackend } from '../backends/backend.ts';
 import type { Config } from '../config.ts';
 import { Producer } from '../producer.ts';
+import { GatewayMetrics } from './metrics.ts';
 import { errorHandler, notFoundHandler } from './plugins/errors.ts';
+import { metricsPlugin } from './plugins/metrics.ts';
 import { healthRoutes } from './routes/health.ts';
 import { resultsRoutes } from './routes/results.ts';
 import { tasksRoutes } from './routes/tasks.ts';
@@ -54,6 +57,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addSchema(errorSchema);
 
   await app.register(swagger, { openapi: openapiInfo });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  const metrics = new GatewayMetrics();
+  await app.register(metricsPlugin, { metrics });
 
   // Wake long-polls when the gateway closes, so in-flight requests finish at once with the current state.
   const shutdown = new AbortController();
@@ -65,9 +71,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     defaultQueue: deps.config.defaultQueue,
     logger: deps.logger,
     ...(deps.now ? { now: deps.now } : {}),
+    onPublished: (seconds, ok) => metrics.publishDuration.observe({ outcome: ok ? 'ok' : 'failed' }, seconds),
   });
   await app.register(tasksRoutes, { producer });
-  await app.register(resultsRoutes, { backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, shutdown: shutdown.signal });
+  await app.register(resultsRoutes, { backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, shutdown: shutdown.signal, metrics });
   await app.register(healthRoutes, { broker: deps.broker, backend: deps.backend });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;

@@ -10,5 +10,6 @@ export const openapiInfo: { openapi: string; info: { title: string; version: str
     { name: 'tasks', description: 'Submit tasks' },
     { name: 'results', description: 'Read and wait for results' },
     { name: 'health', description: 'Liveness and readiness' },
+    { name: 'operations', description: 'Metrics and operations' },
   ],
 };

@@ -5,6 +5,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ResultBackend } from '../../backends/backend.ts';
 import { waitForResult } from '../../backends/wait.ts';
 import { GatewayError } from '../../errors.ts';
+import { READY_STATES } from '../../protocol/types.ts';
+import type { GatewayMetrics } from '../metrics.ts';
 import { pendingView, resultView } from '../result-view.ts';
 import { errorResponses, resultSchema, TASK_ID_PATTERN } from '../schemas.ts';
 
@@ -18,9 +20,10 @@ export interface ResultsRoutesOptions {
   maxWaitSeconds: number;
   /** aborted when the gateway shuts down: long-polls answer at once with the current state */
   shutdown: AbortSignal;
+  metrics?: GatewayMetrics;
 }
 
-export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (app, { backend, maxWaitSeconds, shutdown }) => {
+export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (app, { backend, maxWaitSeconds, shutdown, metrics }) => {
   app.get<ResultRoute>('/results/:id', {
     schema: {
       summary: 'Get a task result',
@@ -42,7 +45,17 @@ export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (ap
     request.raw.once('close', onClose);
     try {
       const signal = AbortSignal.any([gone.signal, shutdown]);
-      const meta = await waitForResult(backend, id, waitMs, signal);
+      if (waitMs > 0) metrics?.openLongPolls.inc();
+      let meta;
+      try {
+        meta = await waitForResult(backend, id, waitMs, signal);
+      } finally {
+        if (waitMs > 0) {
+          metrics?.openLongPolls.dec();
+          const outcome = meta && READY_STATES.has(meta.status) ? 'ready' : signal.aborted ? 'aborted' : 'timeout';
+          metrics?.resultWaits.inc({ outcome });
+        }
+      }
       if (meta) return resultView(id, meta);
       if (await backend.wasSubmitted(id)) return pendingView(id);
       throw new GatewayError('GW_ERR_RESULT_NOT_FOUND', `no task ${id}: it was not submitted through this gateway (or its record expired) and the result backend has no result for it`);
