@@ -46,6 +46,8 @@ export class Producer {
   readonly origin = celeryOrigin(process.pid, hostname());
   /** this process's reply queue name (Celery's thread oid); rpc:// results travel there */
   readonly replyTo = randomUUID();
+  /** queues this process published to (GET /queues lists them with the default queue) */
+  readonly queues = new Set<string>();
 
   constructor(options: ProducerOptions) {
     this.#broker = options.broker;
@@ -54,6 +56,7 @@ export class Producer {
     this.#logger = options.logger;
     this.#now = options.now ?? (() => new Date());
     this.#onPublished = options.onPublished;
+    this.queues.add(options.defaultQueue);
   }
 
   /**
@@ -94,6 +97,7 @@ export class Producer {
       throw err;
     }
     await remembered;
+    if (this.queues.size < 1000) this.queues.add(resolved.route.queue);
     return { id, task: request.task, queue: resolved.route.queue, eta: resolved.eta, expires: resolved.expires };
   }
 }

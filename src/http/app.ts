@@ -14,7 +14,9 @@ import { Producer } from '../producer.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { errorHandler, notFoundHandler } from './plugins/errors.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
+import { flowerRoutes } from './routes/flower.ts';
 import { healthRoutes } from './routes/health.ts';
+import { queuesRoutes } from './routes/queues.ts';
 import { resultsRoutes } from './routes/results.ts';
 import { tasksRoutes } from './routes/tasks.ts';
 import { errorSchema } from './schemas.ts';
@@ -76,6 +78,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(tasksRoutes, { producer });
   await app.register(resultsRoutes, { backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, shutdown: shutdown.signal, metrics });
   await app.register(healthRoutes, { broker: deps.broker, backend: deps.backend });
+  await app.register(queuesRoutes, { broker: deps.broker, producer });
+  await app.register(flowerRoutes, { producer, backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, queueLength: (q) => deps.broker.queueLength(q) });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

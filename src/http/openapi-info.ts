@@ -11,5 +11,6 @@ export const openapiInfo: { openapi: string; info: { title: string; version: str
     { name: 'results', description: 'Read and wait for results' },
     { name: 'health', description: 'Liveness and readiness' },
     { name: 'operations', description: 'Metrics and operations' },
+    { name: 'flower', description: "Aliases with Flower's API shapes, for clients written against Flower" },
   ],
 };
