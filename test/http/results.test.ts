@@ -89,6 +89,37 @@ describe('GET /results/:id (real socket, memory backend)', () => {
   });
 });
 
+describe('GET /results/:id/events (Server-Sent Events)', () => {
+  it('streams each state change and ends after the ready state', async () => {
+    const gw = await startGateway();
+    try {
+      const { json } = await gw.post('/tasks/tasks.add', { args: [1, 2] });
+      const res = await fetch(`${gw.base}/results/${json.id}/events`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+      setTimeout(() => { void gw.backend.store(buildMeta({ taskId: json.id, status: 'STARTED', result: { pid: 1, hostname: 'w@h' }, now: new Date() })); }, 50);
+      setTimeout(() => { void gw.backend.store(buildMeta({ taskId: json.id, status: 'SUCCESS', result: 3, now: new Date() })); }, 100);
+      const text = await res.text(); // resolves only when the server ends the stream
+      const events = text.split('\n\n').filter((e) => e.startsWith('event: state')).map((e) => JSON.parse(e.split('\ndata: ')[1] as string));
+      assert.deepEqual(events.map((e) => e.state), ['PENDING', 'STARTED', 'SUCCESS']);
+      assert.equal(events[2].result, 3);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('404s an unknown id before streaming', async () => {
+    const gw = await startGateway();
+    try {
+      const res = await gw.get('/results/nobody-1/events');
+      assert.equal(res.status, 404);
+      assert.equal(res.json.code, 'GW_ERR_RESULT_NOT_FOUND');
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe('health', () => {
   it('healthz and readyz answer 200 when the adapters are up', async () => {
     const gw = await startGateway();

@@ -5,7 +5,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ResultBackend } from '../../backends/backend.ts';
 import { waitForResult } from '../../backends/wait.ts';
 import { GatewayError } from '../../errors.ts';
-import { READY_STATES } from '../../protocol/types.ts';
+import { READY_STATES, type ResultMeta } from '../../protocol/types.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 import { pendingView, resultView } from '../result-view.ts';
 import { errorResponses, resultSchema, TASK_ID_PATTERN } from '../schemas.ts';
@@ -37,12 +37,12 @@ export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (ap
       },
       response: { 200: resultSchema, ...errorResponses(400, 404, 503) },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     const { id } = request.params;
     const waitMs = (request.query.wait ?? 0) * 1000;
     const gone = new AbortController();
     const onClose = (): void => gone.abort();
-    request.raw.once('close', onClose);
+    reply.raw.once('close', onClose);
     try {
       const signal = AbortSignal.any([gone.signal, shutdown]);
       if (waitMs > 0) metrics?.openLongPolls.inc();
@@ -60,7 +60,55 @@ export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (ap
       if (await backend.wasSubmitted(id)) return pendingView(id);
       throw new GatewayError('GW_ERR_RESULT_NOT_FOUND', `no task ${id}: it was not submitted through this gateway (or its record expired) and the result backend has no result for it`);
     } finally {
-      request.raw.off('close', onClose);
+      reply.raw.off('close', onClose);
+    }
+  });
+
+  app.get<{ Params: { id: string } }>('/results/:id/events', {
+    schema: {
+      summary: 'Follow a task as Server-Sent Events',
+      description: 'A `state` event (data: the same JSON as GET /results/:id) now and at every state change; the stream ends after a ready state (SUCCESS, FAILURE, REVOKED). A comment line every 15 s keeps proxies from closing it.',
+      tags: ['results'],
+      produces: ['text/event-stream'],
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: TASK_ID_PATTERN } } },
+      response: { 200: { type: 'string', description: 'text/event-stream' }, ...errorResponses(400, 404, 503) },
+    },
+  }, async (request, reply) => {
+    const { id } = request.params;
+    let last = '';
+    let finish: () => void = () => {};
+    const finished = new Promise<void>((resolve) => { finish = resolve; });
+    const send = (view: ReturnType<typeof resultView>): void => {
+      if (view.state === last) return;
+      last = view.state;
+      reply.raw.write(`event: state\ndata: ${JSON.stringify(view)}\n\n`);
+      if (view.ready) finish();
+    };
+    const queued: ResultMeta[] = [];
+    let streaming = false;
+    const unlisten = await backend.listen(id, (meta) => (streaming ? send(resultView(id, meta)) : queued.push(meta)));
+    let heartbeat: NodeJS.Timeout | undefined;
+    try {
+      const stored = await backend.get(id);
+      if (!stored && queued.length === 0 && !(await backend.wasSubmitted(id))) {
+        throw new GatewayError('GW_ERR_RESULT_NOT_FOUND', `no task ${id}: it was not submitted through this gateway and the result backend has no result for it`);
+      }
+      reply.hijack();
+      reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      streaming = true;
+      send(stored ? resultView(id, stored) : pendingView(id));
+      for (const meta of queued) send(resultView(id, meta));
+      heartbeat = setInterval(() => reply.raw.write(': keep-alive\n\n'), 15_000);
+      reply.raw.once('close', finish);
+      shutdown.addEventListener('abort', finish, { once: true });
+      metrics?.openLongPolls.inc();
+      await finished;
+      metrics?.openLongPolls.dec();
+      shutdown.removeEventListener('abort', finish);
+      reply.raw.end();
+    } finally {
+      clearInterval(heartbeat);
+      unlisten();
     }
   });
 };
