@@ -63,7 +63,7 @@ async function wrk(url: string): Promise<{ rps: number; p50: string; p99: string
 }
 
 async function submitBench(): Promise<string[]> {
-  const gatewayEnv = { CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL, PORT: '18080', LOG_LEVEL: 'warn', CELERY_DEFAULT_QUEUE: 'bench-gw' };
+  const gatewayEnv = { AUTH: 'none', CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL, PORT: '18080', LOG_LEVEL: 'warn', CELERY_DEFAULT_QUEUE: 'bench-gw' };
   const gateway = await start('node', ['bin/celery-gateway.js', 'serve'], gatewayEnv, /listening on http/);
   const ceiling = await start('node', ['--import', 'tsx', 'bench/ceiling-server.ts'], { REDIS_URL, PORT: '18081', QUEUE: 'bench-ceiling' }, /ceiling ready/);
   const ours: number[] = [];
@@ -154,7 +154,7 @@ async function workerBench(): Promise<string[]> {
 }
 
 async function latencyBench(): Promise<string[]> {
-  const env = { CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL, PORT: '18082', LOG_LEVEL: 'warn', CELERY_DEFAULT_QUEUE: 'bench-lat' };
+  const env = { AUTH: 'none', CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL, PORT: '18082', LOG_LEVEL: 'warn', CELERY_DEFAULT_QUEUE: 'bench-lat' };
   const gateway = await start('node', ['bin/celery-gateway.js', 'serve'], env, /listening on http/);
   const worker = await start('node', ['bin/celery-gateway.js', 'worker', '--tasks', 'bench/noop-tasks.ts', '-Q', 'bench-lat', '-c', '8'], env, /ready\./);
   const times: number[] = [];

@@ -6,7 +6,8 @@ import { hostname as osHostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
-import { createBackend, createBroker } from './compose.ts';
+import { hashKey } from './auth/keys.ts';
+import { createBackend, createBroker, createSharedState, loadKeys } from './compose.ts';
 import { loadConfig, SETTINGS, type Config } from './config.ts';
 import { GatewayError } from './errors.ts';
 import { buildApp } from './http/app.ts';
@@ -24,6 +25,7 @@ Usage:
   celery-gateway serve  [--host H] [--port P]          the HTTP gateway
   celery-gateway worker --tasks FILE [options]         a Node worker running FILE's handlers
   celery-gateway dev    [--tasks FILE] [--port P]      gateway + worker in one process (npm start)
+  celery-gateway hash-key KEY                          print the hash to put in API_KEYS for KEY
   celery-gateway --help | --version
 
 Worker options:
@@ -83,6 +85,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   const command = positionals[0];
   if (values.version) { process.stdout.write(`${VERSION}\n`); return; }
   if (values.help || !command) { process.stdout.write(HELP); return; }
+  if (command === 'hash-key') {
+    const secret = positionals[1];
+    if (!secret || secret.length < 16) throw new GatewayError('GW_ERR_CONFIG', 'hash-key needs a key of at least 16 characters (e.g. from `openssl rand -hex 24`)');
+    process.stdout.write(`sha256:${hashKey(secret)}\n`);
+    return;
+  }
   if (!['serve', 'worker', 'dev'].includes(command)) throw new GatewayError('GW_ERR_CONFIG', `unknown command ${JSON.stringify(command)}; see celery-gateway --help`);
 
   const config = loadConfig(env, {
@@ -106,15 +114,22 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     closers.push(() => worker.close());
   }
   if (command === 'serve' || command === 'dev') {
-    const app = await buildApp({ broker, backend, config, logger });
+    const keys = loadKeys(config, command);
+    const shared = createSharedState(config, logger);
+    const app = await buildApp({ broker, backend, config, logger, state: shared.state, ...(keys ? { keys } : {}), ...(shared.rateLimitRedis ? { rateLimitRedis: shared.rateLimitRedis } : {}) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     process.stdout.write(`celery-gateway ${command}: listening on http://${config.host}:${port}, broker ${broker.displayUrl}, results ${backend.displayUrl}\n`);
+    if (!keys) process.stdout.write('authentication is OFF (AUTH=none or dev mode): anyone who can reach this port can submit tasks\n');
     if (command === 'dev') {
-      process.stdout.write(`no authentication: for development only. Try:\n  curl -X POST localhost:${port}/tasks/tasks.multiply -H 'content-type: application/json' -d '{"args":[4,5]}'\n\n`);
+      process.stdout.write(`Try:\n  curl -X POST localhost:${port}/tasks/tasks.multiply -H 'content-type: application/json' -d '{"args":[4,5]}'\n\n`);
     }
-    closers.unshift(() => app.close());
+    closers.unshift(async () => {
+      await app.close();
+      await shared.state.close();
+      await shared.rateLimitRedis?.quit().catch(() => {});
+    });
   }
   onSignals(logger, async () => {
     await Promise.all(closers.map((close) => close()));

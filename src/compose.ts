@@ -2,7 +2,12 @@
  * The composition root: picks adapters by URL scheme and wires gateway / worker. Nothing else imports
  * an adapter.
  */
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { KeyRing, parseApiKeys } from './auth/keys.ts';
+import { connectRedis } from './redis/connection.ts';
+import { MemoryState, RedisState, type SharedState } from './state/shared-state.ts';
 import type { Broker } from './brokers/broker.ts';
 import { MemoryBroker } from './brokers/memory.ts';
 import { RedisBroker } from './brokers/redis.ts';
@@ -41,4 +46,42 @@ export function createBackend(config: Config, logger: Logger): ResultBackend {
     default:
       throw new GatewayError('GW_ERR_CONFIG', `CELERY_RESULT_BACKEND=${redactUrl(url)}: unsupported scheme; use redis://, rediss:// or memory://`);
   }
+}
+
+/** The Redis URL gateway instances share state through: the result backend's, else the broker's. */
+export function sharedRedisUrl(config: Config): string | undefined {
+  return [config.resultBackend, config.brokerUrl].find((url) => scheme(url) === 'redis' || scheme(url) === 'rediss');
+}
+
+export function createSharedState(config: Config, logger: Logger): { state: SharedState; rateLimitRedis?: Redis } {
+  const url = sharedRedisUrl(config);
+  if (!url) return { state: new MemoryState() };
+  const log = logger.child({ component: 'shared-state' });
+  return {
+    state: new RedisState(connectRedis(url, log)),
+    rateLimitRedis: connectRedis(url, log, { enableOfflineQueue: true, maxRetriesPerRequest: 1 }),
+  };
+}
+
+/**
+ * The API keys, or undefined when authentication is off. `serve` requires keys unless AUTH=none;
+ * `dev` runs open unless keys are given.
+ */
+export function loadKeys(config: Config, command: string): KeyRing | undefined {
+  let text = config.apiKeys;
+  if (config.apiKeysFile) {
+    try {
+      text = readFileSync(config.apiKeysFile, 'utf8');
+    } catch (err) {
+      throw new GatewayError('GW_ERR_CONFIG', `API_KEYS_FILE=${config.apiKeysFile}: ${(err as Error).message}`);
+    }
+  }
+  const mode = config.auth || (command === 'dev' && !text ? 'none' : 'required');
+  if (mode === 'none') return undefined;
+  if (!text) {
+    throw new GatewayError('GW_ERR_CONFIG', 'API keys are required: set API_KEYS or API_KEYS_FILE (make a hash with `celery-gateway hash-key <key>`), or AUTH=none to run without authentication');
+  }
+  const ring = new KeyRing(parseApiKeys(text));
+  if (ring.size === 0) throw new GatewayError('GW_ERR_CONFIG', 'API keys are required but the key list is empty (or set AUTH=none)');
+  return ring;
 }

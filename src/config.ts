@@ -24,6 +24,16 @@ export interface Config {
   prefetchMultiplier: number;
   /** graceful shutdown bound, seconds */
   shutdownTimeout: number;
+  /** "required" | "none" | "" (= required for serve, none for dev unless keys are given) */
+  auth: string;
+  /** JSON array of API keys (hashes only) */
+  apiKeys: string;
+  /** a file holding the same JSON */
+  apiKeysFile: string;
+  /** default requests per minute per API key (or address without auth); 0 = no limit */
+  rateLimitPerMinute: number;
+  /** seconds an Idempotency-Key is remembered */
+  idempotencyTtl: number;
 }
 
 /** Every setting with its env var, default and meaning: the README table and .env.example mirror this. */
@@ -40,6 +50,11 @@ export const SETTINGS = {
   visibilityTimeout: { env: 'CELERY_VISIBILITY_TIMEOUT', default: '3600', doc: 'Redis broker: seconds before a message unacked by a dead worker is delivered again' },
   prefetchMultiplier: { env: 'CELERY_WORKER_PREFETCH_MULTIPLIER', default: '4', doc: 'Worker: unacked messages held per unit of concurrency' },
   shutdownTimeout: { env: 'SHUTDOWN_TIMEOUT', default: '30', doc: 'Seconds a graceful shutdown waits for running requests and tasks' },
+  auth: { env: 'AUTH', default: '', doc: 'required | none. Default: required for serve, none for dev (unless API keys are set)' },
+  apiKeys: { env: 'API_KEYS', default: '', doc: 'API keys as JSON: [{"name","hash":"sha256:<hex>","scopes":["submit","read","revoke","admin"],"tasks"?,"queues"?,"rateLimit"?}]' },
+  apiKeysFile: { env: 'API_KEYS_FILE', default: '', doc: 'A file holding the API_KEYS JSON' },
+  rateLimitPerMinute: { env: 'RATE_LIMIT_PER_MINUTE', default: '0', doc: 'Requests per minute per API key (per address without auth); 0 = no limit. Shared through Redis when configured' },
+  idempotencyTtl: { env: 'IDEMPOTENCY_TTL', default: '86400', doc: 'Seconds an Idempotency-Key answer is replayed' },
 } as const satisfies Record<keyof Config, { env: string; default: string; doc: string }>;
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
@@ -83,7 +98,17 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: P
     visibilityTimeout: num('visibilityTimeout', raw('visibilityTimeout'), 1, 30 * 86400),
     prefetchMultiplier: num('prefetchMultiplier', raw('prefetchMultiplier'), 1, 1000),
     shutdownTimeout: num('shutdownTimeout', raw('shutdownTimeout'), 0, 3600, false),
+    auth: authMode(raw('auth')),
+    apiKeys: raw('apiKeys'),
+    apiKeysFile: raw('apiKeysFile'),
+    rateLimitPerMinute: num('rateLimitPerMinute', raw('rateLimitPerMinute'), 0, 10_000_000),
+    idempotencyTtl: num('idempotencyTtl', raw('idempotencyTtl'), 1, 30 * 86400),
   });
+}
+
+function authMode(raw: string): string {
+  if (raw !== '' && raw !== 'required' && raw !== 'none') throw new GatewayError('GW_ERR_CONFIG', `AUTH=${JSON.stringify(raw)} is invalid: use required or none`);
+  return raw;
 }
 
 /** A URL with its password replaced by `**`, for banners and logs. */

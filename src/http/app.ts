@@ -5,14 +5,21 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import rateLimit from '@fastify/rate-limit';
+import type { Redis } from 'ioredis';
 import { Ajv, type Options as AjvOptions } from 'ajv';
 import type { Logger } from 'pino';
 import type { Broker } from '../brokers/broker.ts';
 import type { ResultBackend } from '../backends/backend.ts';
+import type { KeyRing } from '../auth/keys.ts';
 import type { Config } from '../config.ts';
+import { GatewayError } from '../errors.ts';
+import { MemoryState, type SharedState } from '../state/shared-state.ts';
 import { Producer } from '../producer.ts';
 import { GatewayMetrics } from './metrics.ts';
+import { authPlugin } from './plugins/auth.ts';
 import { errorHandler, notFoundHandler } from './plugins/errors.ts';
+import { idempotencyPlugin } from './plugins/idempotency.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
 import { flowerRoutes } from './routes/flower.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -25,8 +32,14 @@ import { openapiInfo } from './openapi-info.ts';
 export interface AppDeps {
   broker: Broker;
   backend: ResultBackend;
-  config: Pick<Config, 'defaultQueue' | 'bodyLimit' | 'maxWaitSeconds'>;
+  config: Pick<Config, 'defaultQueue' | 'bodyLimit' | 'maxWaitSeconds' | 'rateLimitPerMinute' | 'idempotencyTtl'>;
   logger: Logger;
+  /** API keys; absent = no authentication (dev) */
+  keys?: KeyRing;
+  /** state shared by gateway instances (idempotency records); in-process memory by default */
+  state?: SharedState;
+  /** a Redis connection for rate-limit counters shared by instances; in-process when absent */
+  rateLimitRedis?: Redis;
   now?: () => Date;
 }
 
@@ -62,6 +75,23 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
   const metrics = new GatewayMetrics();
   await app.register(metricsPlugin, { metrics });
+  if (deps.keys) await app.register(authPlugin, { keys: deps.keys, defaultQueue: deps.config.defaultQueue });
+  const defaultLimit = deps.config.rateLimitPerMinute;
+  if (defaultLimit > 0 || deps.keys?.hasRateLimits) {
+    await app.register(rateLimit, {
+      global: true,
+      hook: 'preHandler',
+      timeWindow: 60_000,
+      max: (request) => request.apiKey?.rateLimit ?? (defaultLimit > 0 ? defaultLimit : 1_000_000_000),
+      keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.name}` : `ip:${request.ip}`),
+      allowList: (request) => ['/healthz', '/readyz'].includes(request.routeOptions.url ?? ''),
+      nameSpace: 'celery-gateway-ratelimit-',
+      skipOnError: true, // a Redis outage must not turn into refused submissions
+      ...(deps.rateLimitRedis ? { redis: deps.rateLimitRedis } : {}),
+      errorResponseBuilder: (_request, context) => new GatewayError('GW_ERR_RATE_LIMITED', `rate limit of ${context.max} requests per minute reached; retry in ${Math.ceil(context.ttl / 1000)} s`),
+    });
+  }
+  await app.register(idempotencyPlugin, { state: deps.state ?? new MemoryState(), ttlSec: deps.config.idempotencyTtl });
 
   // Wake long-polls when the gateway closes, so in-flight requests finish at once with the current state.
   const shutdown = new AbortController();

@@ -46,7 +46,7 @@ describe('serve + worker as separate processes on Redis (the README commands)', 
   it('a task submitted to one process is run by the other; SIGTERM exits 0 for both', async () => {
     const queue = `cli-${process.pid}`;
     const env = { CELERY_BROKER_URL: REDIS_URL, CELERY_DEFAULT_QUEUE: queue };
-    const gateway = runCli(['serve', '--port', '0'], env);
+    const gateway = runCli(['serve', '--port', '0'], { ...env, AUTH: 'none' });
     const worker = runCli(['worker', '--tasks', './examples/tasks.ts', '-Q', queue, '-c', '4', '-n', 'cli-test@host'], env);
     try {
       const [, port] = await gateway.waitFor(/listening on http:\/\/127\.0\.0\.1:(\d+)/);

@@ -8,7 +8,10 @@ import { MemoryBackend } from '../../src/backends/memory.ts';
 import type { ResultBackend } from '../../src/backends/backend.ts';
 import { MemoryBroker } from '../../src/brokers/memory.ts';
 import type { Broker } from '../../src/brokers/broker.ts';
+import type { KeyRing } from '../../src/auth/keys.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
+import type { SharedState } from '../../src/state/shared-state.ts';
+import type { Redis } from 'ioredis';
 import { buildApp } from '../../src/http/app.ts';
 
 export const silentLogger = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
@@ -23,11 +26,25 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-export async function startGateway(opts: { broker?: Broker; backend?: ResultBackend; env?: Record<string, string> } = {}): Promise<TestGateway> {
+export interface GatewayOptions {
+  broker?: Broker;
+  backend?: ResultBackend;
+  env?: Record<string, string>;
+  keys?: KeyRing;
+  state?: SharedState;
+  rateLimitRedis?: Redis;
+}
+
+export async function startGateway(opts: GatewayOptions = {}): Promise<TestGateway> {
   const broker = opts.broker ?? new MemoryBroker();
   const backend = opts.backend ?? new MemoryBackend({ submittedTtlSec: 3600 });
   const config: Config = loadConfig(opts.env ?? {});
-  const app = await buildApp({ broker, backend, config, logger: silentLogger });
+  const app = await buildApp({
+    broker, backend, config, logger: silentLogger,
+    ...(opts.keys ? { keys: opts.keys } : {}),
+    ...(opts.state ? { state: opts.state } : {}),
+    ...(opts.rateLimitRedis ? { rateLimitRedis: opts.rateLimitRedis } : {}),
+  });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
