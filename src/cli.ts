@@ -2,6 +2,7 @@
  * The only entry point: `celery-gateway serve | worker | dev`. The only module that listens, exits or
  * reads process.env / argv.
  */
+import { randomUUID } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -101,7 +102,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   });
   const logger = createLogger(config.logLevel);
   const broker = createBroker(config, logger);
-  const backend = createBackend(config, logger);
+  // this process's oid: the reply_to of the tasks it publishes and, with rpc://, its reply queue
+  const replyTo = randomUUID();
+  const backend = createBackend(config, logger, replyTo);
   const closers: Closer[] = [];
 
   if (command === 'serve' && broker.kind === 'memory') {
@@ -116,7 +119,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   if (command === 'serve' || command === 'dev') {
     const keys = loadKeys(config, command);
     const shared = createSharedState(config, logger);
-    const app = await buildApp({ broker, backend, config, logger, state: shared.state, ...(keys ? { keys } : {}), ...(shared.rateLimitRedis ? { rateLimitRedis: shared.rateLimitRedis } : {}) });
+    const app = await buildApp({ broker, backend, config, logger, replyTo, state: shared.state, ...(keys ? { keys } : {}), ...(shared.rateLimitRedis ? { rateLimitRedis: shared.rateLimitRedis } : {}) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;

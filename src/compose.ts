@@ -10,7 +10,9 @@ import { connectRedis } from './redis/connection.ts';
 import { MemoryState, RedisState, type SharedState } from './state/shared-state.ts';
 import type { Broker } from './brokers/broker.ts';
 import { MemoryBroker } from './brokers/memory.ts';
+import { AmqpBroker } from './brokers/amqp.ts';
 import { RedisBroker } from './brokers/redis.ts';
+import { RpcBackend } from './backends/rpc.ts';
 import type { ResultBackend } from './backends/backend.ts';
 import { MemoryBackend } from './backends/memory.ts';
 import { RedisBackend } from './backends/redis.ts';
@@ -30,21 +32,35 @@ export function createBroker(config: Config, logger: Logger): Broker {
     case 'redis':
     case 'rediss':
       return new RedisBroker({ url, visibilityTimeoutSec: config.visibilityTimeout, logger: logger.child({ component: 'broker' }) });
+    case 'amqp':
+    case 'amqps':
+    case 'pyamqp':
+      return new AmqpBroker({
+        url, logger: logger.child({ component: 'broker' }),
+        ...(config.queueMaxPriority > 0 ? { maxPriority: config.queueMaxPriority } : {}),
+      });
     default:
-      throw new GatewayError('GW_ERR_CONFIG', `CELERY_BROKER_URL=${redactUrl(url)}: unsupported scheme; use redis://, rediss:// or memory://`);
+      throw new GatewayError('GW_ERR_CONFIG', `CELERY_BROKER_URL=${redactUrl(url)}: unsupported scheme; use redis://, rediss://, amqp://, amqps:// or memory://`);
   }
 }
 
-export function createBackend(config: Config, logger: Logger): ResultBackend {
+/** `replyTo` is this process's oid: the reply_to of the tasks it publishes, and its rpc:// reply queue. */
+export function createBackend(config: Config, logger: Logger, replyTo: string): ResultBackend {
   const url = config.resultBackend;
   switch (scheme(url)) {
+    case 'rpc': {
+      if (!['amqp', 'amqps', 'pyamqp'].includes(scheme(config.brokerUrl))) {
+        throw new GatewayError('GW_ERR_CONFIG', 'CELERY_RESULT_BACKEND=rpc:// needs an AMQP broker (CELERY_BROKER_URL=amqp://…)');
+      }
+      return new RpcBackend({ url: config.brokerUrl, replyTo, resultTtlSec: config.resultExpires, logger: logger.child({ component: 'backend' }) });
+    }
     case 'memory':
       return new MemoryBackend({ submittedTtlSec: config.resultExpires });
     case 'redis':
     case 'rediss':
       return new RedisBackend({ url, resultTtlSec: config.resultExpires, submittedTtlSec: config.resultExpires, logger: logger.child({ component: 'backend' }) });
     default:
-      throw new GatewayError('GW_ERR_CONFIG', `CELERY_RESULT_BACKEND=${redactUrl(url)}: unsupported scheme; use redis://, rediss:// or memory://`);
+      throw new GatewayError('GW_ERR_CONFIG', `CELERY_RESULT_BACKEND=${redactUrl(url)}: unsupported scheme; use redis://, rediss://, rpc:// or memory://`);
   }
 }
 

@@ -34,12 +34,14 @@ export interface Config {
   rateLimitPerMinute: number;
   /** seconds an Idempotency-Key is remembered */
   idempotencyTtl: number;
+  /** AMQP: x-max-priority of declared queues (Celery's task_queue_max_priority); 0 = none */
+  queueMaxPriority: number;
 }
 
 /** Every setting with its env var, default and meaning: the README table and .env.example mirror this. */
 export const SETTINGS = {
-  brokerUrl: { env: 'CELERY_BROKER_URL', default: 'memory://', doc: 'Broker URL: redis://[:password@]host:port/db, rediss://…, memory://' },
-  resultBackend: { env: 'CELERY_RESULT_BACKEND', default: '', doc: 'Result backend URL: redis://…, memory://. Default: the broker URL for redis://, memory:// for memory://' },
+  brokerUrl: { env: 'CELERY_BROKER_URL', default: 'memory://', doc: 'Broker URL: redis://[:password@]host:port/db, rediss://…, amqp://user:pass@host:5672//vhost, amqps://…, memory://' },
+  resultBackend: { env: 'CELERY_RESULT_BACKEND', default: '', doc: 'Result backend URL: redis://…, rpc:// (AMQP broker only), memory://. Default: the broker URL for redis://, rpc:// for amqp://, memory:// for memory://' },
   host: { env: 'HOST', default: '127.0.0.1', doc: 'Address the gateway listens on (0.0.0.0 in containers)' },
   port: { env: 'PORT', default: '8080', doc: 'Port the gateway listens on' },
   defaultQueue: { env: 'CELERY_DEFAULT_QUEUE', default: 'celery', doc: "Queue for tasks published without a queue (Celery's task_default_queue)" },
@@ -55,6 +57,7 @@ export const SETTINGS = {
   apiKeysFile: { env: 'API_KEYS_FILE', default: '', doc: 'A file holding the API_KEYS JSON' },
   rateLimitPerMinute: { env: 'RATE_LIMIT_PER_MINUTE', default: '0', doc: 'Requests per minute per API key (per address without auth); 0 = no limit. Shared through Redis when configured' },
   idempotencyTtl: { env: 'IDEMPOTENCY_TTL', default: '86400', doc: 'Seconds an Idempotency-Key answer is replayed' },
+  queueMaxPriority: { env: 'CELERY_QUEUE_MAX_PRIORITY', default: '0', doc: "RabbitMQ: declare queues with x-max-priority (must match the Python side's task_queue_max_priority); 0 = none" },
 } as const satisfies Record<keyof Config, { env: string; default: string; doc: string }>;
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
@@ -70,7 +73,9 @@ function num(key: keyof Config, raw: string, min: number, max: number, integer =
 
 /** The default result backend for a broker URL. */
 function defaultBackendFor(brokerUrl: string): string {
-  return /^rediss?:/.test(brokerUrl) ? brokerUrl : 'memory://';
+  if (/^rediss?:/.test(brokerUrl)) return brokerUrl;
+  if (/^(amqps?|pyamqp):/.test(brokerUrl)) return 'rpc://';
+  return 'memory://';
 }
 
 /** Build the configuration. `overrides` are command-line flags (already parsed), highest precedence. */
@@ -103,6 +108,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: P
     apiKeysFile: raw('apiKeysFile'),
     rateLimitPerMinute: num('rateLimitPerMinute', raw('rateLimitPerMinute'), 0, 10_000_000),
     idempotencyTtl: num('idempotencyTtl', raw('idempotencyTtl'), 1, 30 * 86400),
+    queueMaxPriority: num('queueMaxPriority', raw('queueMaxPriority'), 0, 255),
   });
 }
 

@@ -31,6 +31,8 @@ export interface ProducerOptions {
   defaultQueue: string;
   logger: Logger;
   now?: () => Date;
+  /** reply_to of every task (the process oid); a fresh uuid by default */
+  replyTo?: string;
   /** told how long each publish took, for metrics */
   onPublished?: (seconds: number, ok: boolean) => void;
 }
@@ -45,7 +47,7 @@ export class Producer {
   /** Celery's `origin` header: gen<pid>@<host> */
   readonly origin = celeryOrigin(process.pid, hostname());
   /** this process's reply queue name (Celery's thread oid); rpc:// results travel there */
-  readonly replyTo = randomUUID();
+  readonly replyTo: string;
   /** queues this process published to (GET /queues lists them with the default queue) */
   readonly queues = new Set<string>();
 
@@ -56,6 +58,7 @@ export class Producer {
     this.#logger = options.logger;
     this.#now = options.now ?? (() => new Date());
     this.#onPublished = options.onPublished;
+    this.replyTo = options.replyTo ?? randomUUID();
     this.queues.add(options.defaultQueue);
   }
 

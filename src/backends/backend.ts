@@ -1,5 +1,10 @@
 import type { ResultMeta } from '../protocol/types.ts';
 
+export interface StoreOptions {
+  /** the task message's reply_to: rpc:// sends the result there (other backends ignore it) */
+  replyTo?: string;
+}
+
 /**
  * The port every result store implements, in Celery's layout (`celery-task-meta-<id>` on Redis,
  * reply messages on rpc://). It is not a queue: see Broker.
@@ -14,7 +19,7 @@ export interface ResultBackend {
    * Store a state change and notify listeners (SETEX + PUBLISH in one MULTI on Redis).
    * A stored SUCCESS is never overwritten: the call then does nothing.
    */
-  store(meta: ResultMeta): Promise<void>;
+  store(meta: ResultMeta, options?: StoreOptions): Promise<void>;
   /**
    * Call `listener` with each meta stored for the task from now on.
    * Resolves once the subscription is active (so a following get() cannot miss a write); the returned

@@ -19,11 +19,11 @@
  */
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { ChannelSlot, ManagedConnection, errorText, toTable } from '../brokers/amqp-support.ts';
+import { ChannelSlot, ManagedConnection, bounded, errorText, toTable } from '../brokers/amqp-support.ts';
 import { GatewayError } from '../errors.ts';
 import { parseMeta } from '../protocol/result-meta.ts';
 import { States, type ResultMeta } from '../protocol/types.ts';
-import type { ResultBackend } from './backend.ts';
+import type { ResultBackend, StoreOptions } from './backend.ts';
 
 export interface RpcBackendOptions {
   /** the AMQP broker URL */
@@ -204,7 +204,7 @@ export class RpcBackend implements ResultBackend {
     if (this.results.size > this.max) this.results.delete(this.results.keys().next().value!);
     for (const listener of [...(this.listeners.get(id) ?? [])]) {
       try {
-        listener(meta);
+        listener(structuredClone(meta));
       } catch (err) {
         this.log?.error({ err: errorText(err), taskId: id }, 'rpc backend: result listener threw');
       }
@@ -222,13 +222,25 @@ export class RpcBackend implements ResultBackend {
 
   async get(taskId: string): Promise<ResultMeta | null> {
     const entry = this.live(taskId, Date.now());
-    if (entry) return entry.meta;
+    if (entry) return structuredClone(entry.meta);
     await this.ready();
-    return this.live(taskId, Date.now())?.meta ?? null;
+    const late = this.live(taskId, Date.now());
+    return late ? structuredClone(late.meta) : null;
   }
 
-  /** Publishes to this backend's own reply queue (see LIMITATIONS above). */
-  async store(meta: ResultMeta): Promise<void> {
+  /**
+   * Publishes to the task's reply_to (a worker answering whoever sent the task), or to this backend's
+   * own reply queue when none is given (see LIMITATIONS above).
+   */
+  async store(stored: ResultMeta, options: StoreOptions = {}): Promise<void> {
+    if (options.replyTo && options.replyTo !== this.replyTo) {
+      const ch = await this.publishSlot.get(await this.ready()).catch((err: unknown) => {
+        throw unavailable(`rpc backend: cannot open a channel: ${errorText(err)}`, err);
+      });
+      await publishRpcResult(ch, options.replyTo, stored, { persistent: this.persistent });
+      return;
+    }
+    const meta = structuredClone(stored);
     if (this.live(meta.task_id, Date.now())?.meta.status === States.SUCCESS) return;
     const model = await this.ready();
     let ch: ConfirmChannel;
@@ -304,8 +316,8 @@ export class RpcBackend implements ResultBackend {
       this.listeners.clear();
       const consumer = this.consumer;
       this.consumer = null;
-      await consumer?.ready.catch(() => {});
-      await consumer?.ch?.close().catch(() => {});
+      if (consumer) await bounded(consumer.ready);
+      if (consumer?.ch) await bounded(consumer.ch.close());
       await this.publishSlot.close();
       await this.conn.close();
     })();

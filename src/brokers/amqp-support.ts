@@ -4,10 +4,10 @@
  * int64 tag, and a connection that reconnects in the background.
  */
 import { createRequire } from 'node:module';
-import type { Channel, ChannelModel } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.ts';
-import type { Json, JsonObject } from '../protocol/types.ts';
+import type { Json, JsonObject, MessageProperties, RawMessage } from '../protocol/types.ts';
 import { amqpUrlToOptions, type AmqpUrlOptions } from './amqp-url.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -65,6 +65,42 @@ export function fromField(value: unknown): Json {
 export function fromTable(table: unknown): JsonObject {
   const json = fromField(table ?? {});
   return typeof json === 'object' && json !== null && !Array.isArray(json) ? json : {};
+}
+
+// Messages
+
+/** Basic properties as Celery sets them (§1.2). */
+export function publishOptions(message: RawMessage): Options.Publish {
+  const p = message.properties;
+  const options: Options.Publish = {
+    contentType: message.contentType,
+    contentEncoding: message.contentEncoding,
+    deliveryMode: p.delivery_mode ?? 2,
+    headers: toTable(message.headers),
+  };
+  if (p.correlation_id !== undefined) options.correlationId = p.correlation_id;
+  if (p.reply_to !== undefined) options.replyTo = p.reply_to;
+  if (p.priority !== undefined && Number.isFinite(p.priority)) options.priority = Math.min(255, Math.max(0, Math.trunc(p.priority)));
+  if (p.expiration !== undefined) options.expiration = String(p.expiration);
+  return options;
+}
+
+/** A delivered AMQP message as a RawMessage (body: UTF-8 text, headers: JSON). */
+export function toRawMessage(msg: ConsumeMessage): RawMessage {
+  const p = msg.properties;
+  const properties: MessageProperties = {};
+  if (typeof p.correlationId === 'string') properties.correlation_id = p.correlationId;
+  if (typeof p.replyTo === 'string') properties.reply_to = p.replyTo;
+  if (p.deliveryMode === 1 || p.deliveryMode === 2) properties.delivery_mode = p.deliveryMode;
+  if (typeof p.priority === 'number') properties.priority = p.priority;
+  if (p.expiration !== undefined && p.expiration !== null) properties.expiration = String(p.expiration);
+  return {
+    headers: fromTable(p.headers),
+    properties,
+    contentType: typeof p.contentType === 'string' ? p.contentType : '',
+    contentEncoding: typeof p.contentEncoding === 'string' ? p.contentEncoding : '',
+    body: msg.content.toString('utf8'),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -125,6 +161,8 @@ codec.decodeFields = decodeFieldsWithInt64;
 /** amqplib's promise API, loaded after the decoder fix. */
 export const amqplib = require('amqplib') as typeof import('amqplib');
 
+let int64Checked = false;
+
 /** true when amqplib decodes py-amqp's 'L' (false if amqplib was loaded before this module). */
 export function int64DecodingInstalled(): boolean {
   const defs = require('amqplib/lib/defs.js') as { decode(id: number, buf: Buffer): unknown; BasicProperties: number };
@@ -142,6 +180,13 @@ export function int64DecodingInstalled(): boolean {
 
 export function unavailable(message: string, cause?: unknown): GatewayError {
   return new GatewayError('GW_ERR_BROKER_UNAVAILABLE', message, cause === undefined ? undefined : { cause });
+}
+
+/** Waits for `p` at most `ms` (closing a dead connection must not hang shutdown); never rejects. */
+export async function bounded(p: Promise<unknown>, ms = 2000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => {}), new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); })]);
+  clearTimeout(timer);
 }
 
 export function errorText(err: unknown): string {
@@ -197,6 +242,10 @@ export class ManagedConnection {
     this.max = options.maxBackoffMs ?? 5000;
     this.backoff = this.min;
     this.log = options.logger;
+    if (!int64Checked) {
+      int64Checked = true;
+      if (!int64DecodingInstalled()) this.log?.warn('amqplib was loaded before amqp-support.ts: int64 headers from Python will drop the connection');
+    }
   }
 
   get closed(): boolean {
@@ -298,7 +347,11 @@ export class ManagedConnection {
       await this.attempt?.catch(() => {});
       const model = this.current;
       this.current = null;
-      if (model) await model.close().catch(() => {});
+      if (!model) return;
+      await bounded(model.close());
+      // no close-ok in time (a silently dead peer): drop the socket; the error makes amqplib clean up
+      const stream = (model as unknown as { connection?: { stream?: { destroyed?: boolean; destroy?: (err: Error) => void } } }).connection?.stream;
+      if (stream && !stream.destroyed) stream.destroy?.(new Error('AMQP connection close timed out'));
     })();
     return this.closing;
   }
@@ -335,6 +388,6 @@ export class ChannelSlot<C extends Channel> {
   async close(): Promise<void> {
     const entry = this.entry;
     this.entry = null;
-    if (entry) await entry.ch.then((ch) => ch.close()).catch(() => {});
+    if (entry) await bounded(entry.ch.then((ch) => ch.close()));
   }
 }

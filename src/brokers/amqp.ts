@@ -20,11 +20,12 @@
  * manual ack. After a connection loss every subscription is restarted on the new connection;
  * deliveries of the dead channel were requeued by the broker, so settling them is a logged no-op.
  */
-import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import type { JsonObject, MessageProperties, RawMessage } from '../protocol/types.ts';
+import { redactUrl } from '../config.ts';
+import type { JsonObject, RawMessage } from '../protocol/types.ts';
 import type { Broker, ConsumeOptions, Delivery, Route, Subscription } from './broker.ts';
-import { ChannelSlot, ManagedConnection, errorText, fromTable, isNotFound, toTable, unavailable } from './amqp-support.ts';
+import { ChannelSlot, ManagedConnection, bounded, errorText, isNotFound, publishOptions, toRawMessage, toTable, unavailable } from './amqp-support.ts';
 
 export interface AmqpBrokerOptions {
   /** amqp:// or amqps:// (kombu style: `amqp://guest:guest@host:5672//` = vhost "/") */
@@ -39,44 +40,6 @@ export interface AmqpBrokerOptions {
 }
 
 const MAX_PREFETCH = 65535;
-
-function redactUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/]*):([^@/]*)@/i, (_m, s: string, u: string) => `${s}${u}:**@`);
-}
-
-/** Basic properties as Celery sets them (§1.2). */
-export function publishOptions(message: RawMessage): Options.Publish {
-  const p = message.properties;
-  const options: Options.Publish = {
-    contentType: message.contentType,
-    contentEncoding: message.contentEncoding,
-    deliveryMode: p.delivery_mode ?? 2,
-    headers: toTable(message.headers),
-  };
-  if (p.correlation_id !== undefined) options.correlationId = p.correlation_id;
-  if (p.reply_to !== undefined) options.replyTo = p.reply_to;
-  if (p.priority !== undefined && Number.isFinite(p.priority)) options.priority = Math.min(255, Math.max(0, Math.trunc(p.priority)));
-  if (p.expiration !== undefined) options.expiration = String(p.expiration);
-  return options;
-}
-
-/** A delivered AMQP message as a RawMessage (body: UTF-8 text, headers: JSON). */
-export function toRawMessage(msg: ConsumeMessage): RawMessage {
-  const p = msg.properties;
-  const properties: MessageProperties = {};
-  if (typeof p.correlationId === 'string') properties.correlation_id = p.correlationId;
-  if (typeof p.replyTo === 'string') properties.reply_to = p.replyTo;
-  if (p.deliveryMode === 1 || p.deliveryMode === 2) properties.delivery_mode = p.deliveryMode;
-  if (typeof p.priority === 'number') properties.priority = p.priority;
-  if (p.expiration !== undefined && p.expiration !== null) properties.expiration = String(p.expiration);
-  return {
-    headers: fromTable(p.headers),
-    properties,
-    contentType: typeof p.contentType === 'string' ? p.contentType : '',
-    contentEncoding: typeof p.contentEncoding === 'string' ? p.contentEncoding : '',
-    body: msg.content.toString('utf8'),
-  };
-}
 
 export class AmqpBroker implements Broker {
   readonly kind = 'amqp';
@@ -261,9 +224,7 @@ export class AmqpBroker implements Broker {
     this.closing ??= (async () => {
       const subs = [...this.subs];
       this.subs.clear();
-      await Promise.all(subs.map((s) => s.shutdown()));
-      await this.publishSlot.close();
-      await this.declareSlot.close();
+      await Promise.all([...subs.map((s) => s.shutdown()), this.publishSlot.close(), this.declareSlot.close()]);
       await this.conn.close();
     })();
     return this.closing;
@@ -448,7 +409,7 @@ class AmqpSubscription implements Subscription {
     const ch = this.ch;
     this.ch = null;
     this.gen++;
-    if (ch) await ch.close().catch(() => {});
+    if (ch) await bounded(ch.close());
   }
 }
 

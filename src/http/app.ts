@@ -38,6 +38,8 @@ export interface AppDeps {
   keys?: KeyRing;
   /** state shared by gateway instances (idempotency records); in-process memory by default */
   state?: SharedState;
+  /** this process's oid (reply_to of published tasks; the rpc:// reply queue) */
+  replyTo?: string;
   /** a Redis connection for rate-limit counters shared by instances; in-process when absent */
   rateLimitRedis?: Redis;
   now?: () => Date;
@@ -103,6 +105,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     defaultQueue: deps.config.defaultQueue,
     logger: deps.logger,
     ...(deps.now ? { now: deps.now } : {}),
+    ...(deps.replyTo ? { replyTo: deps.replyTo } : {}),
     onPublished: (seconds, ok) => metrics.publishDuration.observe({ outcome: ok ? 'ok' : 'failed' }, seconds),
   });
   await app.register(tasksRoutes, { producer });

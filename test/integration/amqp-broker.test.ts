@@ -15,10 +15,16 @@ import type { Delivery } from '../../src/brokers/broker.ts';
 import { isGatewayError } from '../../src/errors.ts';
 import type { RawMessage } from '../../src/protocol/types.ts';
 import { silentLogger } from '../support/app.ts';
-import { celeryGate, PYTHON, rabbitGate } from '../support/python.ts';
+import { celeryGate, PYTHON } from '../support/python.ts';
+import { amqpUrl, rabbitGate } from '../support/services.ts';
+import { amqpUrlToOptions } from '../../src/brokers/amqp-url.ts';
+import { redactUrl } from '../../src/config.ts';
 
-export const AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672//';
-const skip = await rabbitGate(AMQP_URL);
+const AMQP_URL = amqpUrl();
+const skip = await rabbitGate();
+const o = amqpUrlToOptions(AMQP_URL);
+/** py-amqp's connection to the same broker */
+const PY_CONNECT = `c = amqp.Connection(${JSON.stringify(`${o.hostname}:${o.port}`)}, userid=${JSON.stringify(o.username)}, password=${JSON.stringify(o.password)}, virtual_host=${JSON.stringify(o.vhost)}); c.connect()`;
 const run = promisify(execFile);
 const tag = `${process.pid}-${Date.now().toString(36)}`;
 let counter = 0;
@@ -29,6 +35,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `rabbitmqctl … --formatter json`, or null when it cannot be run here (it is optional). */
 async function ctl(...args: string[]): Promise<Obj[] | null> {
+  if (!['127.0.0.1', 'localhost', '::1'].includes(o.hostname)) return null; // not our node
   try {
     const { stdout } = await run('rabbitmqctl', [...args, '--formatter', 'json', '-q'], { timeout: 20_000 });
     return JSON.parse(stdout) as Obj[];
@@ -178,7 +185,7 @@ describe('AmqpBroker on RabbitMQ', { skip }, () => {
     await broker().publish(m, { queue: q });
     const script = [
       'import amqp, json, sys',
-      "c = amqp.Connection('127.0.0.1:5672', userid='guest', password='guest', virtual_host='/'); c.connect()",
+      PY_CONNECT,
       'm = c.channel().basic_get(sys.argv[1], no_ack=True)',
       "p = dict(m.properties); h = p.pop('application_headers')",
       "print(json.dumps({'p': p, 'h': h, 'b': m.body.decode() if isinstance(m.body, bytes) else m.body, 'x': m.delivery_info['exchange']}))",
@@ -190,6 +197,46 @@ describe('AmqpBroker on RabbitMQ', { skip }, () => {
     assert.deepEqual(seen.h, { ...fx.headers, ...extra });
     assert.equal(seen.b, fx.body_raw);
     assert.equal(seen.x, '');
+  });
+
+  it('hands consumers the RawMessage that was published (every amqp-* fixture)', async () => {
+    const b = broker({ maxPriority: 10 });
+    for (const name of ['amqp-plain.json', 'amqp-countdown-expires.json', 'amqp-custom-queue.json', 'amqp-priority.json', 'amqp-chord.json']) {
+      const sent = rawFromFixture(load(name).messages[0] as Obj);
+      const q = unique('roundtrip');
+      await b.publish(sent, { queue: q });
+      const got: Delivery[] = [];
+      const sub = await b.consume({ queues: [q], prefetch: 1 }, (d) => got.push(d));
+      const d = await waitFor(name, () => got[0]);
+      assert.deepEqual(d.message, sent, name);
+      await d.ack();
+      await sub.cancel();
+    }
+  });
+
+  it('consumes what py-amqp publishes, including int64 headers (stock amqplib drops the connection on them)', async (t) => {
+    const reason = await celeryGate();
+    if (reason) return t.skip(reason);
+    const q = unique('from-python');
+    const b = broker();
+    const got: Delivery[] = [];
+    await b.consume({ queues: [q], prefetch: 1 }, (d) => got.push(d));
+    const script = [
+      'import amqp, sys',
+      PY_CONNECT,
+      "h = {'big': 2**40, 'neg': -2**40, 'n': None, 'tl': [None, 30], 'f': 1.5, 'ok': True, 'd': {'k': 'v'}}",
+      "m = amqp.Message('[[1], {}, {}]', content_type='application/json', content_encoding='utf-8', correlation_id='c1', reply_to='r1', delivery_mode=2, priority=3, application_headers=h)",
+      "c.channel().basic_publish(m, exchange='', routing_key=sys.argv[1])",
+      'c.close()',
+    ].join('\n');
+    await run(PYTHON, ['-c', script, q], { timeout: 20_000 });
+    const d = await waitFor('the Python message', () => got[0]);
+    assert.deepEqual(d.message, {
+      headers: { big: 2 ** 40, neg: -(2 ** 40), n: null, tl: [null, 30], f: 1.5, ok: true, d: { k: 'v' } },
+      properties: { correlation_id: 'c1', reply_to: 'r1', delivery_mode: 2, priority: 3 },
+      contentType: 'application/json', contentEncoding: 'utf-8', body: '[[1], {}, {}]',
+    });
+    await d.ack();
   });
 
   it('resolves publish only on the broker confirm; a nack rejects with GW_ERR_BROKER_UNAVAILABLE', async () => {
@@ -248,9 +295,12 @@ describe('AmqpBroker on RabbitMQ', { skip }, () => {
     await b.consume({ queues: [q], prefetch: 1 }, (d) => got.push(d));
     await waitFor('first delivery', () => got[0]);
     const before = b.conn.current!;
-    (before as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    (before as unknown as { connection: { stream: { destroy(err: Error): void } } }).connection.stream.destroy(new Error('simulated network failure'));
     await waitFor('loss noticed', () => (b.conn.current === before ? undefined : true));
-    if (b.conn.current === null) await assert.rejects(b.publish(msg(), { queue: q }), isUnavailable);
+    assert.equal(b.conn.current, null, 'reconnect waits for its backoff');
+    const t0 = Date.now();
+    await assert.rejects(b.publish(msg(), { queue: q }), isUnavailable);
+    assert.ok(Date.now() - t0 < 50, 'no queueing behind the outage');
     const again = await waitFor('redelivery after reconnect', () => got[1]);
     assert.notEqual(b.conn.current, before);
     assert.equal(again.redelivered, true);
@@ -262,6 +312,21 @@ describe('AmqpBroker on RabbitMQ', { skip }, () => {
     assert.equal(third.redelivered, false);
     await third.ack();
     assert.equal(await b.queueLength(q), 0);
+  });
+
+  it('close() does not hang on a connection whose peer went silent', async () => {
+    const q = unique('silent');
+    const b = broker();
+    await b.publish(msg(), { queue: q });
+    await b.consume({ queues: [q], prefetch: 1 }, () => {});
+    // a black hole: nothing we write arrives, nothing comes back, no 'error'/'end' until heartbeats miss
+    const stream = (b.conn.current as unknown as { connection: { stream: import('node:net').Socket } }).connection.stream;
+    stream.pause();
+    stream.write = (() => true) as typeof stream.write;
+    const t0 = Date.now();
+    await b.close();
+    assert.ok(Date.now() - t0 < 5000, `close took ${Date.now() - t0} ms`);
+    assert.ok(stream.destroyed, 'socket dropped');
   });
 
   it('bounds unacked deliveries with a global prefetch that setPrefetch changes live', async () => {
@@ -309,9 +374,23 @@ describe('AmqpBroker on RabbitMQ', { skip }, () => {
     await b.publish(msg(), { queue: q });
     assert.equal(await b.queueLength(q), 1);
     await b.ping();
-    assert.equal(b.displayUrl, 'amqp://guest:**@127.0.0.1:5672//');
+    assert.equal(b.displayUrl, redactUrl(AMQP_URL));
+    assert.ok(!o.password || o.password === 'guest' || !b.displayUrl.includes(o.password));
     await Promise.all([b.close(), b.close()]);
     await assert.rejects(b.ping(), isUnavailable);
+  });
+
+  it('a queue declared differently elsewhere: that publish fails (PRECONDITION_FAILED), the others go on', async () => {
+    const clash = unique('clash');
+    const fine = unique('fine');
+    const ch = await channel();
+    await ch.assertQueue(clash, { durable: true, arguments: { 'x-max-priority': 5 } });
+    await ch.close();
+    const b = broker({ maxPriority: 10 });
+    await assert.rejects(b.publish(msg(), { queue: clash }), (err: unknown) => isUnavailable(err) && /PRECONDITION|406/.test((err as Error).message));
+    await b.publish(msg(), { queue: fine });
+    assert.equal(await b.queueLength(fine), 1);
+    assert.equal(await b.queueLength(clash), 0);
   });
 
   it('routes through an explicit exchange with its routing key', async () => {

@@ -33,6 +33,7 @@ export interface GatewayOptions {
   keys?: KeyRing;
   state?: SharedState;
   rateLimitRedis?: Redis;
+  replyTo?: string;
 }
 
 export async function startGateway(opts: GatewayOptions = {}): Promise<TestGateway> {
@@ -44,6 +45,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<TestGatew
     ...(opts.keys ? { keys: opts.keys } : {}),
     ...(opts.state ? { state: opts.state } : {}),
     ...(opts.rateLimitRedis ? { rateLimitRedis: opts.rateLimitRedis } : {}),
+    ...(opts.replyTo ? { replyTo: opts.replyTo } : {}),
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
