@@ -8,7 +8,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
 import { hashKey } from './auth/keys.ts';
-import { createBackend, createBroker, createSharedState, loadKeys } from './compose.ts';
+import { startBeat } from './beat/beat.ts';
+import { CATCH_UP_POLICIES, type CatchUp } from './beat/entry.ts';
+import type { ScheduleStore } from './beat/store.ts';
+import { createBackend, createBroker, createScheduleStore, createSharedState, loadKeys } from './compose.ts';
+import { Producer } from './producer.ts';
 import { loadConfig, SETTINGS, type Config } from './config.ts';
 import { GatewayError } from './errors.ts';
 import { buildApp } from './http/app.ts';
@@ -19,13 +23,17 @@ import { Worker } from './worker/worker.ts';
 
 export const VERSION = '0.1.0';
 const EXAMPLE_TASKS = fileURLToPath(new URL('../examples/tasks.ts', import.meta.url));
+const EXAMPLE_SCHEDULE = fileURLToPath(new URL('../examples/schedule.json', import.meta.url));
 
 const HELP = `celery-gateway ${VERSION}: an HTTP gateway and Node worker for Celery
 
 Usage:
   celery-gateway serve  [--host H] [--port P]          the HTTP gateway
   celery-gateway worker --tasks FILE [options]         a Node worker running FILE's handlers
-  celery-gateway dev    [--tasks FILE] [--port P]      gateway + worker in one process (npm start)
+  celery-gateway beat   [--schedule FILE] [--catch-up once|skip]
+                                                       publish periodic tasks (run any number: one leads)
+  celery-gateway dev    [--tasks FILE] [--schedule FILE] [--port P]
+                                                       gateway + worker + beat in one process (npm start)
   celery-gateway hash-key KEY                          print the hash to put in API_KEYS for KEY
   celery-gateway --help | --version
 
@@ -51,6 +59,8 @@ const OPTIONS = {
   hostname: { type: 'string', short: 'n' },
   'prefetch-multiplier': { type: 'string' },
   'log-level': { type: 'string', short: 'l' },
+  schedule: { type: 'string' },
+  'catch-up': { type: 'string' },
 } as const;
 
 type Closer = () => Promise<void>;
@@ -92,7 +102,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     process.stdout.write(`sha256:${hashKey(secret)}\n`);
     return;
   }
-  if (!['serve', 'worker', 'dev'].includes(command)) throw new GatewayError('GW_ERR_CONFIG', `unknown command ${JSON.stringify(command)}; see celery-gateway --help`);
+  if (!['serve', 'worker', 'dev', 'beat'].includes(command)) throw new GatewayError('GW_ERR_CONFIG', `unknown command ${JSON.stringify(command)}; see celery-gateway --help`);
 
   const config = loadConfig(env, {
     ...(values.host !== undefined ? { host: values.host } : {}),
@@ -106,6 +116,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   const replyTo = randomUUID();
   const backend = createBackend(config, logger, replyTo);
   const closers: Closer[] = [];
+  const schedules = command === 'worker' ? undefined : createScheduleStore(config, logger);
 
   if (command === 'serve' && broker.kind === 'memory') {
     logger.warn('memory:// broker with `serve`: only a worker in this same process could consume; use `dev`, or set CELERY_BROKER_URL');
@@ -116,17 +127,22 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     const worker = await startWorker(config, values, tasksPath, broker, backend, logger);
     closers.push(() => worker.close());
   }
+  if (command === 'beat' || command === 'dev') {
+    const beat = await startBeatCommand(command, values, { broker, backend, config, logger, replyTo, schedules: schedules as ScheduleStore });
+    closers.push(() => beat.close());
+  }
   if (command === 'serve' || command === 'dev') {
     const keys = loadKeys(config, command);
     const shared = createSharedState(config, logger);
-    const app = await buildApp({ broker, backend, config, logger, replyTo, state: shared.state, ...(keys ? { keys } : {}), ...(shared.rateLimitRedis ? { rateLimitRedis: shared.rateLimitRedis } : {}) });
+    const app = await buildApp({ broker, backend, config, logger, replyTo, state: shared.state, ...(schedules ? { schedules } : {}), ...(keys ? { keys } : {}), ...(shared.rateLimitRedis ? { rateLimitRedis: shared.rateLimitRedis } : {}) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     process.stdout.write(`celery-gateway ${command}: listening on http://${config.host}:${port}, broker ${broker.displayUrl}, results ${backend.displayUrl}\n`);
     if (!keys) process.stdout.write('authentication is OFF (AUTH=none or dev mode): anyone who can reach this port can submit tasks\n');
     if (command === 'dev') {
-      process.stdout.write(`Try:\n  curl -X POST localhost:${port}/tasks/tasks.multiply -H 'content-type: application/json' -d '{"args":[4,5]}'\n\n`);
+      process.stdout.write(`Try:\n  curl -X POST localhost:${port}/tasks/tasks.multiply -H 'content-type: application/json' -d '{"args":[4,5]}'\n` +
+        `  curl localhost:${port}/schedules        # beat runs tasks.add every 10 s\n\n`);
     }
     closers.unshift(async () => {
       await app.close();
@@ -136,8 +152,30 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   }
   onSignals(logger, async () => {
     await Promise.all(closers.map((close) => close()));
-    await Promise.all([broker.close(), backend.close()]);
+    await Promise.all([broker.close(), backend.close(), schedules?.close()]);
   });
+}
+
+interface BeatDeps {
+  broker: ReturnType<typeof createBroker>;
+  backend: ReturnType<typeof createBackend>;
+  config: Config;
+  logger: Logger;
+  replyTo: string;
+  schedules: ScheduleStore;
+}
+
+async function startBeatCommand(command: string, values: { schedule?: string | undefined; 'catch-up'?: string | undefined }, deps: BeatDeps): Promise<{ close(): Promise<void> }> {
+  const { broker, backend, config, logger, replyTo, schedules } = deps;
+  const scheduleFile = values.schedule ?? (command === 'dev' ? EXAMPLE_SCHEDULE : undefined);
+  if (!scheduleFile && schedules.kind === 'memory') throw new GatewayError('GW_ERR_CONFIG', 'beat needs --schedule FILE (or a Redis result backend, whose schedule table the HTTP API fills)');
+  const catchUp = values['catch-up'] ?? 'once';
+  if (!CATCH_UP_POLICIES.includes(catchUp as CatchUp)) throw new GatewayError('GW_ERR_CONFIG', `--catch-up must be once or skip, got ${JSON.stringify(catchUp)}`);
+  if (command === 'beat' && broker.kind === 'memory') logger.warn('memory:// broker with `beat`: nothing outside this process sees the tasks; set CELERY_BROKER_URL');
+  const producer = new Producer({ broker, backend, defaultQueue: config.defaultQueue, logger, replyTo });
+  const beat = await startBeat({ producer, store: schedules, logger, catchUp: catchUp as CatchUp, ...(scheduleFile ? { scheduleFile } : {}) });
+  process.stdout.write(`celery-gateway beat: ${scheduleFile ? `schedule ${scheduleFile}, ` : ''}table ${schedules.kind}, catch-up ${catchUp}, lock TTL ${beat.lockTtlMs / 1000} s\n`);
+  return beat;
 }
 
 async function startWorker(

@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 import { KeyRing, parseApiKeys } from './auth/keys.ts';
 import { connectRedis } from './redis/connection.ts';
 import { MemoryState, RedisState, type SharedState } from './state/shared-state.ts';
+import { MemoryScheduleStore, type ScheduleStore } from './beat/store.ts';
+import { RedisScheduleStore } from './beat/redis-store.ts';
 import type { Broker } from './brokers/broker.ts';
 import { MemoryBroker } from './brokers/memory.ts';
 import { AmqpBroker } from './brokers/amqp.ts';
@@ -100,4 +102,10 @@ export function loadKeys(config: Config, command: string): KeyRing | undefined {
   const ring = new KeyRing(parseApiKeys(text));
   if (ring.size === 0) throw new GatewayError('GW_ERR_CONFIG', 'API keys are required but the key list is empty (or set AUTH=none)');
   return ring;
+}
+
+/** The beat schedule table: in Redis (shared by every beat and gateway) when there is one, else in-process. */
+export function createScheduleStore(config: Config, logger: Logger): ScheduleStore {
+  const url = sharedRedisUrl(config);
+  return url ? new RedisScheduleStore({ url, logger: logger.child({ component: 'beat-store' }) }) : new MemoryScheduleStore();
 }

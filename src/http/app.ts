@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import type { Broker } from '../brokers/broker.ts';
 import type { ResultBackend } from '../backends/backend.ts';
 import type { KeyRing } from '../auth/keys.ts';
+import { MemoryScheduleStore, type ScheduleStore } from '../beat/store.ts';
 import type { Config } from '../config.ts';
 import { GatewayError } from '../errors.ts';
 import { MemoryState, type SharedState } from '../state/shared-state.ts';
@@ -24,6 +25,7 @@ import { metricsPlugin } from './plugins/metrics.ts';
 import { flowerRoutes } from './routes/flower.ts';
 import { healthRoutes } from './routes/health.ts';
 import { queuesRoutes } from './routes/queues.ts';
+import { schedulesRoutes } from './routes/schedules.ts';
 import { resultsRoutes } from './routes/results.ts';
 import { tasksRoutes } from './routes/tasks.ts';
 import { errorSchema } from './schemas.ts';
@@ -38,6 +40,8 @@ export interface AppDeps {
   keys?: KeyRing;
   /** state shared by gateway instances (idempotency records); in-process memory by default */
   state?: SharedState;
+  /** the beat schedule table behind /schedules; in-process memory by default */
+  schedules?: ScheduleStore;
   /** this process's oid (reply_to of published tasks; the rpc:// reply queue) */
   replyTo?: string;
   /** a Redis connection for rate-limit counters shared by instances; in-process when absent */
@@ -112,6 +116,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(resultsRoutes, { backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, shutdown: shutdown.signal, metrics });
   await app.register(healthRoutes, { broker: deps.broker, backend: deps.backend });
   await app.register(queuesRoutes, { broker: deps.broker, producer });
+  await app.register(schedulesRoutes, { store: deps.schedules ?? new MemoryScheduleStore(), ...(deps.now ? { now: deps.now } : {}) });
   await app.register(flowerRoutes, { producer, backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, queueLength: (q) => deps.broker.queueLength(q) });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;

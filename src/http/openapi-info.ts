@@ -11,6 +11,7 @@ export const openapiInfo: { openapi: string; info: { title: string; version: str
     { name: 'results', description: 'Read and wait for results' },
     { name: 'health', description: 'Liveness and readiness' },
     { name: 'operations', description: 'Metrics and operations' },
+    { name: 'schedules', description: 'Periodic tasks run by beat (docs/beat.md)' },
     { name: 'flower', description: "Aliases with Flower's API shapes, for clients written against Flower" },
   ],
 };

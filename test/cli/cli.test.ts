@@ -17,6 +17,11 @@ describe('celery-gateway CLI', () => {
       assert.equal(result.state, 'SUCCESS');
       assert.equal(result.result, 20);
       await cli.waitFor(/Task tasks\.multiply\[[^\]]+\] succeeded in/);
+      // beat runs in dev too: the example schedule sends tasks.add every 10 s, and the worker runs it
+      await cli.waitFor(/Scheduler: Sending due task add-every-10s \(tasks\.add\)/, 15_000);
+      await cli.waitFor(/Task tasks\.add\[[^\]]+\] succeeded in/, 5_000);
+      const schedules = await json(await fetch(`http://127.0.0.1:${port}/schedules`));
+      assert.ok(JSON.stringify(schedules).includes('add-every-10s'));
     } finally {
       assert.equal(await cli.stop(), 0);
     }
@@ -34,10 +39,22 @@ describe('celery-gateway CLI', () => {
     assert.match(cli.output(), /unsupported scheme/);
   });
 
+  it('beat with an invalid schedule file exits 2 and names the entry', async () => {
+    const { writeFile, mkdtemp } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const file = join(await mkdtemp(join(tmpdir(), 'cgw-')), 'bad.json');
+    await writeFile(file, JSON.stringify({ nightly: { task: 'tasks.add', cron: '0 25 * * *' } }));
+    const cli = runCli(['beat', '--schedule', file]);
+    assert.equal(await new Promise((resolve) => cli.child.once('exit', resolve)), 2);
+    assert.match(cli.output(), /nightly/);
+    assert.match(cli.output(), /hour 25/);
+  });
+
   it('--help lists the commands and the environment', async () => {
     const cli = runCli(['--help']);
     assert.equal(await new Promise((resolve) => cli.child.once('exit', resolve)), 0);
-    for (const word of ['serve', 'worker', 'dev', 'CELERY_BROKER_URL', 'CELERY_RESULT_BACKEND', 'PORT']) assert.ok(cli.output().includes(word), word);
+    for (const word of ['serve', 'worker', 'dev', 'beat', 'hash-key', 'CELERY_BROKER_URL', 'CELERY_RESULT_BACKEND', 'PORT']) assert.ok(cli.output().includes(word), word);
   });
 });
 

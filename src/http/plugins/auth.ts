@@ -30,6 +30,8 @@ const ROUTE_SCOPES: Record<string, Scope> = {
   'GET /api/task/result/:id': 'read',
   'GET /queues': 'read',
   'GET /api/queues/length': 'read',
+  'GET /schedules': 'read',
+  'GET /schedules/:name': 'read',
   'POST /tasks/:id/revoke': 'revoke',
   'POST /api/task/revoke/:id': 'revoke',
 };
