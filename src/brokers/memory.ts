@@ -13,7 +13,8 @@ interface Entry {
 }
 
 interface Consumer {
-  queues: readonly string[];
+  /** in consume order, rotated round-robin after each delivery as kombu does */
+  queues: string[];
   prefetch: number;
   unsettled: number;
   active: boolean;
@@ -46,7 +47,8 @@ export class MemoryBroker implements Broker {
 
   async publish(message: RawMessage, route: Route): Promise<void> {
     if (this.#closed) throw new Error('broker closed');
-    this.#push(route.queue, { message, redelivered: false });
+    // a snapshot, as a network broker holds its own bytes: later changes by the publisher do not leak in
+    this.#push(route.queue, { message: structuredClone(message), redelivered: false });
   }
 
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
@@ -73,11 +75,13 @@ export class MemoryBroker implements Broker {
     });
   }
 
-  #take(queues: readonly string[]): [string, Entry] | undefined {
+  #take(queues: string[]): [string, Entry] | undefined {
     for (let step = 0; step < PRIORITY_STEPS.length; step += 1) {
-      for (const queue of queues) {
+      for (const [at, queue] of queues.entries()) {
         const entry = this.#queues.get(queue)?.[step]?.shift();
-        if (entry) return [queue, entry];
+        if (!entry) continue;
+        if (queues.length > 1) queues.push(...queues.splice(at, 1));
+        return [queue, entry];
       }
     }
     return undefined;
@@ -108,7 +112,8 @@ export class MemoryBroker implements Broker {
       return true;
     };
     return {
-      message: entry.message,
+      // each delivery gets its own copy, so a consumer's changes never reach a redelivery
+      message: structuredClone(entry.message),
       queue,
       redelivered: entry.redelivered,
       ack: async () => { settle(); },

@@ -11,6 +11,7 @@ import {
   bindingMember, consumeOrder, decodeEnvelope, encodeEnvelope, parseBindingMember, priorityQueueName, queueOfList,
 } from '../protocol/kombu-envelope.ts';
 import type { RawMessage } from '../protocol/types.ts';
+import { GatewayError, type ErrorCode } from '../errors.ts';
 import { connectRedis, unavailable, whenReady } from '../redis/connection.ts';
 import type { Broker, ConsumeOptions, Delivery, Route, Subscription } from './broker.ts';
 import { ACK, POP_BATCH, REGISTER, RELEASE_MUTEX, RESTORE } from './redis-scripts.ts';
@@ -39,6 +40,26 @@ interface ScriptedRedis extends Redis {
 }
 
 const CODE = 'GW_ERR_BROKER_UNAVAILABLE';
+
+/**
+ * whenReady, failing at once when the connection already failed (status "reconnecting") or fails while
+ * we wait: while Redis is down every request gets its 503 now, not after the 2 s connect wait.
+ * (Belongs in whenReady of src/redis/connection.ts; kept here because that file is not this adapter's.)
+ */
+async function readyOrFail(client: Redis, code: ErrorCode): Promise<void> {
+  if (client.status === 'ready') return;
+  if (client.status === 'reconnecting') throw new GatewayError(code, 'redis not reachable (reconnecting)');
+  let onError: (err: Error) => void = () => {};
+  const failed = new Promise<never>((_, reject) => {
+    onError = (err) => reject(new GatewayError(code, `redis not reachable: ${err.message}`, { cause: err }));
+    client.once('error', onError);
+  });
+  try {
+    await Promise.race([whenReady(client, code), failed]);
+  } finally {
+    client.off('error', onError);
+  }
+}
 const nowScore = (): string => (Date.now() / 1000).toFixed(6);
 
 function withScripts(client: Redis): ScriptedRedis {
@@ -70,6 +91,8 @@ export class RedisBroker implements Broker {
   /** queues whose default binding this process declared (kombu does it once per process) */
   readonly #declared = new Set<string>();
   readonly #subscriptions = new Set<RedisSubscription>();
+  /** restores started by consumers; close() waits for them so `unacked_mutex` is released, not left for 5 min */
+  readonly #restoring = new Set<Promise<unknown>>();
   #closing: Promise<void> | undefined;
 
   constructor(options: RedisBrokerOptions) {
@@ -89,7 +112,7 @@ export class RedisBroker implements Broker {
 
   async publish(message: RawMessage, route: Route): Promise<void> {
     try {
-      await whenReady(this.#client, CODE);
+      await readyOrFail(this.#client, CODE);
       const tag = randomUUID();
       const priority = message.properties.priority;
       if (route.exchange) {
@@ -117,19 +140,23 @@ export class RedisBroker implements Broker {
   }
 
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
-    await whenReady(this.#client, CODE).catch((err: unknown) => { throw unavailable(err, CODE); });
+    await readyOrFail(this.#client, CODE).catch((err: unknown) => { throw unavailable(err, CODE); });
     const blocking = withScripts(connectRedis(this.#url, this.#log, { enableAutoPipelining: false, enableOfflineQueue: true, maxRetriesPerRequest: null }));
-    await whenReady(blocking, CODE).catch((err: unknown) => {
+    await readyOrFail(blocking, CODE).catch((err: unknown) => {
       blocking.disconnect();
       throw unavailable(err, CODE);
     });
     const sub = new RedisSubscription(this, blocking, options, onDelivery, this.#pollTimeoutSec, this.#log);
     this.#subscriptions.add(sub);
     sub.done.finally(() => this.#subscriptions.delete(sub));
-    void this.restoreVisible().catch((err: unknown) => this.#log?.warn({ err }, 'restore of unacked messages failed'));
-    sub.restoreTimer = setInterval(() => {
-      void this.restoreVisible().catch((err: unknown) => this.#log?.warn({ err }, 'restore of unacked messages failed'));
-    }, this.#restoreIntervalMs);
+    const restore = (): void => {
+      if (this.#closing) return;
+      const run = this.restoreVisible().catch((err: unknown) => this.#log?.warn({ err }, 'restore of unacked messages failed'));
+      this.#restoring.add(run);
+      void run.finally(() => this.#restoring.delete(run));
+    };
+    restore();
+    sub.restoreTimer = setInterval(restore, this.#restoreIntervalMs);
     sub.restoreTimer.unref();
     sub.start();
     return sub;
@@ -205,7 +232,7 @@ export class RedisBroker implements Broker {
 
   async queueLength(queue: string): Promise<number> {
     try {
-      await whenReady(this.#client, CODE);
+      await readyOrFail(this.#client, CODE);
       const lengths = await Promise.all(consumeOrder([queue]).map((list) => this.#client.llen(list)));
       return lengths.reduce((a, b) => a + b, 0);
     } catch (err) {
@@ -215,7 +242,7 @@ export class RedisBroker implements Broker {
 
   async ping(): Promise<void> {
     try {
-      await whenReady(this.#client, CODE);
+      await readyOrFail(this.#client, CODE);
       await this.#client.ping();
     } catch (err) {
       throw unavailable(err, CODE);
@@ -225,6 +252,7 @@ export class RedisBroker implements Broker {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.all([...this.#subscriptions].map((s) => s.cancel()));
+      await Promise.all([...this.#restoring]);
       await this.#client.quit().catch(() => this.#client.disconnect());
     })();
     return this.#closing;
@@ -241,6 +269,8 @@ class RedisSubscription implements Subscription {
   #wake: (() => void) | undefined;
   /** queue rotation, as kombu rotates after each delivery */
   #queues: string[];
+  /** CLIENT ID of the blocking connection (changes on reconnect), so cancel() can CLIENT UNBLOCK it */
+  #clientId: number | undefined;
 
   constructor(
     private readonly broker: RedisBroker,
@@ -256,6 +286,7 @@ class RedisSubscription implements Subscription {
   }
 
   start(): void {
+    this.redis.on('ready', () => { this.#clientId = undefined; });
     void this.#loop().finally(() => this.#resolveDone());
   }
 
@@ -269,6 +300,15 @@ class RedisSubscription implements Subscription {
       this.#active = false;
       clearInterval(this.restoreTimer);
       this.#wake?.();
+      // End a BRPOP in progress now rather than at its timeout: UNBLOCK makes it return nil, so no
+      // message is lost (disconnecting could drop one the server already popped). The UNBLOCK may
+      // overtake a BRPOP still on its way (two connections), hence the repeats until the loop ends.
+      const unblock = (): void => {
+        if (this.#clientId !== undefined) void this.broker.client.client('UNBLOCK', this.#clientId).catch(() => {});
+      };
+      unblock();
+      const timer = setInterval(unblock, 100);
+      await this.done.finally(() => clearInterval(timer));
     }
     await this.done;
   }
@@ -287,6 +327,9 @@ class RedisSubscription implements Subscription {
           const lists = consumeOrder(this.#queues);
           let batch = await this.redis.gwPopBatch(lists.length + 2, ...lists, UNACKED, UNACKED_INDEX, nowScore(), free);
           if (batch.length === 0) {
+            if (!this.#active) break;
+            this.#clientId ??= await this.redis.client('ID');
+            if (!this.#active) break;
             const popped = await this.redis.brpop(...lists, this.pollTimeoutSec);
             if (!popped) continue;
             const [list, envelope] = popped;
@@ -298,8 +341,17 @@ class RedisSubscription implements Subscription {
             batch = [list, envelope];
           }
           backoff = 100;
-          for (let i = 0; i < batch.length; i += 2) this.#hand(batch[i] as string, batch[i + 1] as string);
-          if (this.#queues.length > 1) this.#queues.push(this.#queues.shift() as string);
+          const notHanded: [string, string, string][] = [];
+          for (let i = 0; i < batch.length; i += 2) {
+            const tag = this.#hand(batch[i] as string, batch[i + 1] as string);
+            if (tag) notHanded.push([tag, batch[i] as string, batch[i + 1] as string]);
+          }
+          // fetched after cancel(): back to the consuming end, last first so their order is kept
+          for (const [tag, list, envelope] of notHanded.reverse()) {
+            await this.broker.requeue(tag, envelope, list, 'right').catch((err: unknown) => {
+              this.log?.error({ err: (err as Error).message, tag }, 'could not restore a fetched message; the visibility timeout will');
+            });
+          }
         } catch (err) {
           if (!this.#active) break;
           this.log?.warn({ err: (err as Error).message, retryInMs: backoff }, 'redis consume failed; retrying');
@@ -321,15 +373,25 @@ class RedisSubscription implements Subscription {
     }
   }
 
-  /** Hand one fetched message to the consumer, or put it back if we were cancelled meanwhile. */
-  #hand(list: string, envelope: string): void {
+  /**
+   * Hand one fetched message to the consumer. Returns its delivery tag when it was not handed because
+   * we were cancelled meanwhile (the caller restores it).
+   */
+  #hand(list: string, envelope: string): string | undefined {
     const decoded = this.#decode(envelope);
-    if (!decoded) return;
-    const tag = decoded.deliveryTag;
-    if (!this.#active) {
-      if (tag) void this.broker.requeue(tag, envelope, list, 'right').catch(() => {});
-      return;
+    if (!decoded) {
+      // the pop script may have registered it in `unacked` (it had a delivery_tag): forget it there too,
+      // or every visibility-timeout restore would bring the poison back
+      const tag = (() => { try { return (JSON.parse(envelope) as { properties?: { delivery_tag?: unknown } }).properties?.delivery_tag; } catch { return undefined; } })();
+      if (typeof tag === 'string') void this.broker.ack(tag).catch(() => {});
+      return undefined;
     }
+    const queue = queueOfList(list);
+    // kombu's round-robin cycle: the queue just served goes to the end of the order
+    const at = this.#queues.indexOf(queue);
+    if (at >= 0 && this.#queues.length > 1) this.#queues.push(...this.#queues.splice(at, 1));
+    const tag = decoded.deliveryTag;
+    if (!this.#active) return tag || undefined;
     this.#unsettled += 1;
     let settled = false;
     const settle = async (action: () => Promise<unknown>): Promise<void> => {
@@ -341,7 +403,7 @@ class RedisSubscription implements Subscription {
     };
     this.onDelivery({
       message: decoded.message,
-      queue: queueOfList(list),
+      queue,
       redelivered: decoded.redelivered,
       ack: () => settle(() => this.broker.ack(tag)),
       reject: (requeue) => settle(() => (requeue ? this.broker.requeue(tag, envelope, list, 'left') : this.broker.ack(tag))),

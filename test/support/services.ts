@@ -44,10 +44,13 @@ export async function pingRedis(url: string, timeoutMs = 1000): Promise<void> {
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
   });
-  client.on('error', () => {}); // reported through connect()/ping()
+  let cause: Error | undefined;
+  client.on('error', (err: Error) => { cause ??= err; }); // the socket error says more than connect()'s
   try {
     await client.connect();
     await client.ping();
+  } catch (err) {
+    throw new Error(`${new URL(url).host}: ${(cause ?? (err as Error)).message}`);
   } finally {
     client.disconnect();
   }
