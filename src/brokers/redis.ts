@@ -11,7 +11,6 @@ import {
   bindingMember, consumeOrder, decodeEnvelope, encodeEnvelope, parseBindingMember, priorityQueueName, queueOfList,
 } from '../protocol/kombu-envelope.ts';
 import type { RawMessage } from '../protocol/types.ts';
-import { GatewayError, type ErrorCode } from '../errors.ts';
 import { connectRedis, unavailable, whenReady } from '../redis/connection.ts';
 import type { Broker, ConsumeOptions, Delivery, Route, Subscription } from './broker.ts';
 import { ACK, POP_BATCH, REGISTER, RELEASE_MUTEX, RESTORE } from './redis-scripts.ts';
@@ -41,25 +40,6 @@ interface ScriptedRedis extends Redis {
 
 const CODE = 'GW_ERR_BROKER_UNAVAILABLE';
 
-/**
- * whenReady, failing at once when the connection already failed (status "reconnecting") or fails while
- * we wait: while Redis is down every request gets its 503 now, not after the 2 s connect wait.
- * (Belongs in whenReady of src/redis/connection.ts; kept here because that file is not this adapter's.)
- */
-async function readyOrFail(client: Redis, code: ErrorCode): Promise<void> {
-  if (client.status === 'ready') return;
-  if (client.status === 'reconnecting') throw new GatewayError(code, 'redis not reachable (reconnecting)');
-  let onError: (err: Error) => void = () => {};
-  const failed = new Promise<never>((_, reject) => {
-    onError = (err) => reject(new GatewayError(code, `redis not reachable: ${err.message}`, { cause: err }));
-    client.once('error', onError);
-  });
-  try {
-    await Promise.race([whenReady(client, code), failed]);
-  } finally {
-    client.off('error', onError);
-  }
-}
 const nowScore = (): string => (Date.now() / 1000).toFixed(6);
 
 function withScripts(client: Redis): ScriptedRedis {
@@ -112,7 +92,7 @@ export class RedisBroker implements Broker {
 
   async publish(message: RawMessage, route: Route): Promise<void> {
     try {
-      await readyOrFail(this.#client, CODE);
+      await whenReady(this.#client, CODE);
       const tag = randomUUID();
       const priority = message.properties.priority;
       if (route.exchange) {
@@ -140,9 +120,9 @@ export class RedisBroker implements Broker {
   }
 
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
-    await readyOrFail(this.#client, CODE).catch((err: unknown) => { throw unavailable(err, CODE); });
+    await whenReady(this.#client, CODE).catch((err: unknown) => { throw unavailable(err, CODE); });
     const blocking = withScripts(connectRedis(this.#url, this.#log, { enableAutoPipelining: false, enableOfflineQueue: true, maxRetriesPerRequest: null }));
-    await readyOrFail(blocking, CODE).catch((err: unknown) => {
+    await whenReady(blocking, CODE).catch((err: unknown) => {
       blocking.disconnect();
       throw unavailable(err, CODE);
     });
@@ -232,7 +212,7 @@ export class RedisBroker implements Broker {
 
   async queueLength(queue: string): Promise<number> {
     try {
-      await readyOrFail(this.#client, CODE);
+      await whenReady(this.#client, CODE);
       const lengths = await Promise.all(consumeOrder([queue]).map((list) => this.#client.llen(list)));
       return lengths.reduce((a, b) => a + b, 0);
     } catch (err) {
@@ -242,7 +222,7 @@ export class RedisBroker implements Broker {
 
   async ping(): Promise<void> {
     try {
-      await readyOrFail(this.#client, CODE);
+      await whenReady(this.#client, CODE);
       await this.#client.ping();
     } catch (err) {
       throw unavailable(err, CODE);

@@ -31,20 +31,28 @@ export function connectRedis(url: string, logger: Logger | undefined, options: R
   return client;
 }
 
-/** Resolve once the client is ready; reject with `code` if it is not within a short wait. */
+/**
+ * Resolve once the client is ready. Reject with `code` at once when the connection already failed
+ * (reconnecting) or fails while we wait, and after a short wait for a first connection: while Redis is
+ * down every request gets its 503 now.
+ */
 export async function whenReady(client: Redis, code: ErrorCode): Promise<void> {
   if (client.status === 'ready') return;
   if (client.status === 'end') throw new GatewayError(code, 'redis connection closed');
+  if (client.status === 'reconnecting') throw new GatewayError(code, 'redis not reachable (reconnecting)');
   await new Promise<void>((resolve, reject) => {
     const done = (err?: Error): void => {
       clearTimeout(timer);
       client.off('ready', onReady);
+      client.off('error', onError);
       if (err) reject(err);
       else resolve();
     };
     const onReady = (): void => done();
+    const onError = (err: Error): void => done(new GatewayError(code, `redis not reachable: ${err.message}`, { cause: err }));
     const timer = setTimeout(() => done(new GatewayError(code, `redis not reachable (${client.status})`)), CONNECT_WAIT_MS);
     client.on('ready', onReady);
+    client.on('error', onError);
   });
 }
 
