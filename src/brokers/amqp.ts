@@ -154,6 +154,29 @@ export class AmqpBroker implements Broker {
     });
   }
 
+  /** Celery declares its broadcast exchanges (celery.pidbox) fanout and non-durable. */
+  async broadcast(message: RawMessage, exchange: string): Promise<void> {
+    if (this.closing) throw unavailable('broker closed');
+    const model = await this.conn.get();
+    let ch: ConfirmChannel;
+    try {
+      ch = await this.publishSlot.get(model);
+      await ch.assertExchange(exchange, 'fanout', { durable: false, autoDelete: false });
+    } catch (err) {
+      throw unavailable(`cannot declare the fanout exchange ${exchange}: ${errorText(err)}`, err);
+    }
+    await new Promise<void>((resolve, reject) => {
+      try {
+        ch.publish(exchange, '', Buffer.from(message.body, 'utf8'), publishOptions(message), (err: unknown) => {
+          if (err) reject(unavailable(`the AMQP broker did not confirm the broadcast: ${errorText(err)}`, err));
+          else resolve();
+        });
+      } catch (err) {
+        reject(unavailable(`cannot broadcast: ${errorText(err)}`, err));
+      }
+    });
+  }
+
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
     if (this.closing) throw unavailable('broker closed');
     const model = await this.conn.get();

@@ -52,6 +52,11 @@ export interface Broker {
   /** resolves once the broker has the message (written / confirmed); rejects with a GatewayError otherwise */
   publish(message: RawMessage, route: Route): Promise<void>;
   consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription>;
+  /**
+   * Publish to a fanout exchange (Celery's `celery.pidbox` remote control): every consumer bound at that
+   * moment gets a copy, nothing is kept for later ones. Redis: PUBLISH on `/<db>.<exchange>`.
+   */
+  broadcast(message: RawMessage, exchange: string): Promise<void>;
   /** messages waiting in a queue (all priority levels) */
   queueLength(queue: string): Promise<number>;
   /** rejects when the broker cannot be reached */

@@ -123,6 +123,11 @@ export class MemoryBroker implements Broker {
     };
   }
 
+  /** No process outside this one can listen: a broadcast reaches nobody (the revoked set still works). */
+  async broadcast(_message: RawMessage, _exchange: string): Promise<void> {
+    if (this.#closed) throw new Error('broker closed');
+  }
+
   async queueLength(queue: string): Promise<number> {
     return (this.#queues.get(queue) ?? []).reduce((n, list) => n + list.length, 0);
   }

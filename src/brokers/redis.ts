@@ -119,6 +119,16 @@ export class RedisBroker implements Broker {
     }
   }
 
+  async broadcast(message: RawMessage, exchange: string): Promise<void> {
+    try {
+      await whenReady(this.#client, CODE);
+      const db = this.#client.options.db ?? 0;
+      await this.#client.publish(`/${db}.${exchange}`, encodeEnvelope(message, { exchange, routingKey: '' }, randomUUID()));
+    } catch (err) {
+      throw unavailable(err, CODE);
+    }
+  }
+
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
     await whenReady(this.#client, CODE).catch((err: unknown) => { throw unavailable(err, CODE); });
     const blocking = withScripts(connectRedis(this.#url, this.#log, { enableAutoPipelining: false, enableOfflineQueue: true, maxRetriesPerRequest: null }));

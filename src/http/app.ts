@@ -25,16 +25,19 @@ import { metricsPlugin } from './plugins/metrics.ts';
 import { flowerRoutes } from './routes/flower.ts';
 import { healthRoutes } from './routes/health.ts';
 import { queuesRoutes } from './routes/queues.ts';
+import { revokeRoutes } from './routes/revoke.ts';
 import { schedulesRoutes } from './routes/schedules.ts';
 import { resultsRoutes } from './routes/results.ts';
 import { tasksRoutes } from './routes/tasks.ts';
+import { workflowsRoutes } from './routes/workflows.ts';
+import type { WorkflowLimits } from '../canvas/spec.ts';
 import { errorSchema } from './schemas.ts';
 import { openapiInfo } from './openapi-info.ts';
 
 export interface AppDeps {
   broker: Broker;
   backend: ResultBackend;
-  config: Pick<Config, 'defaultQueue' | 'bodyLimit' | 'maxWaitSeconds' | 'rateLimitPerMinute' | 'idempotencyTtl'>;
+  config: Pick<Config, 'defaultQueue' | 'bodyLimit' | 'maxWaitSeconds' | 'rateLimitPerMinute' | 'idempotencyTtl' | 'resultExpires'>;
   logger: Logger;
   /** API keys; absent = no authentication (dev) */
   keys?: KeyRing;
@@ -47,6 +50,8 @@ export interface AppDeps {
   /** a Redis connection for rate-limit counters shared by instances; in-process when absent */
   rateLimitRedis?: Redis;
   now?: () => Date;
+  /** POST /workflows limits (defaults: 1000 nodes, 32 levels) */
+  workflowLimits?: Partial<WorkflowLimits>;
 }
 
 const AJV_BASE: AjvOptions = { allErrors: false, useDefaults: true, removeAdditional: false, strict: false };
@@ -97,7 +102,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       errorResponseBuilder: (_request, context) => new GatewayError('GW_ERR_RATE_LIMITED', `rate limit of ${context.max} requests per minute reached; retry in ${Math.ceil(context.ttl / 1000)} s`),
     });
   }
-  await app.register(idempotencyPlugin, { state: deps.state ?? new MemoryState(), ttlSec: deps.config.idempotencyTtl });
+  const state = deps.state ?? new MemoryState();
+  await app.register(idempotencyPlugin, { state, ttlSec: deps.config.idempotencyTtl });
 
   // Wake long-polls when the gateway closes, so in-flight requests finish at once with the current state.
   const shutdown = new AbortController();
@@ -113,9 +119,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     onPublished: (seconds, ok) => metrics.publishDuration.observe({ outcome: ok ? 'ok' : 'failed' }, seconds),
   });
   await app.register(tasksRoutes, { producer });
+  await app.register(workflowsRoutes, { producer, backend: deps.backend, ...(deps.workflowLimits ? { limits: deps.workflowLimits } : {}) });
   await app.register(resultsRoutes, { backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, shutdown: shutdown.signal, metrics });
   await app.register(healthRoutes, { broker: deps.broker, backend: deps.backend });
   await app.register(queuesRoutes, { broker: deps.broker, producer });
+  await app.register(revokeRoutes, { broker: deps.broker, state, ttlSec: deps.config.resultExpires });
   await app.register(schedulesRoutes, { store: deps.schedules ?? new MemoryScheduleStore(), ...(deps.now ? { now: deps.now } : {}) });
   await app.register(flowerRoutes, { producer, backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, queueLength: (q) => deps.broker.queueLength(q) });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

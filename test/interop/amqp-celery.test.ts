@@ -41,6 +41,15 @@ describe('gateway → RabbitMQ → real Python Celery worker', { skip }, () => {
     assert.equal(res.json.result, 42);
   });
 
+  it('POST /tasks/:id/revoke reaches the Python worker through the celery.pidbox fanout', async () => {
+    const sent = await gw.post('/tasks/tasks.add', { args: [1, 1], options: { queue, countdown: 2 } });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal((await gw.post(`/tasks/${sent.json.id}/revoke`, {})).status, 202);
+    const res = await gw.get(`/results/${sent.json.id}?wait=20`);
+    assert.equal(res.json.state, 'REVOKED', pyRedis.logs());
+    assert.equal(res.json.error.message, 'revoked');
+  });
+
   it('a failing Python task shows its error through the gateway', async () => {
     const sent = await gw.post('/tasks/tasks.fail', { options: { queue } });
     const res = await gw.get(`/results/${sent.json.id}?wait=20`);

@@ -61,6 +61,18 @@ describe('gateway → Redis → real Python Celery worker', { skip }, () => {
     assert.match(res.json.error.traceback, /Traceback/);
   });
 
+  it('POST /tasks/:id/revoke is obeyed by the Python worker (broadcast on the pidbox)', async () => {
+    const sent = await gw.post('/tasks/tasks.add', { args: [1, 1], options: { queue, countdown: 2 } });
+    await new Promise((r) => setTimeout(r, 500)); // the worker holds it until its eta
+    const revoked = await gw.post(`/tasks/${sent.json.id}/revoke`, {});
+    assert.equal(revoked.status, 202);
+    assert.deepEqual(revoked.json, { id: sent.json.id, revoked: true, terminate: false, signal: 'SIGTERM' });
+    const res = await gw.get(`/results/${sent.json.id}?wait=20`);
+    assert.equal(res.json.state, 'REVOKED', py.logs());
+    assert.equal(res.json.error.type, 'TaskRevokedError');
+    assert.equal(res.json.error.message, 'revoked');
+  });
+
   it('a task published with an expiry in the past of the worker is REVOKED "expired"', async () => {
     const sent = await gw.post('/tasks/tasks.add', { args: [1, 1], options: { queue, countdown: 1.5, expires: 0.5 } });
     const res = await gw.get(`/results/${sent.json.id}?wait=20`);
