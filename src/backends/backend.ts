@@ -1,4 +1,12 @@
-import type { ResultMeta } from '../protocol/types.ts';
+import type { Json, ResultMeta } from '../protocol/types.ts';
+
+/** One header task's outcome in a chord's `.j` set (`[1, id, state, result]` on Redis). */
+export interface ChordPart {
+  taskId: string;
+  state: string;
+  /** the return value, or the encoded exception */
+  result: Json;
+}
 
 export interface StoreOptions {
   /** the task message's reply_to: rpc:// sends the result there (other backends ignore it) */
@@ -29,6 +37,20 @@ export interface ResultBackend {
   /** Remember ids the gateway published, so an unknown id can be told apart from a PENDING one. */
   rememberSubmitted(taskIds: readonly string[]): Promise<void>;
   wasSubmitted(taskId: string): Promise<boolean>;
+  // -- canvas (chords and workflows). Optional: a backend without them (rpc://) cannot run chords.
+  /** Store a chord's size (`SETEX celery-taskset-meta-<gid>.s` + PUBLISH on Redis), before its last header message. */
+  setChordSize?(groupId: string, size: number): Promise<void>;
+  /**
+   * Record a header task's outcome (Redis: ZADD `.j` scored by group_index, ZCOUNT, GET `.t`/`.s`,
+   * EXPIRE — one MULTI). Resolves to every part in header order once all have reported, else null.
+   */
+  chordPartReturn?(groupId: string, groupIndex: number | null, part: ChordPart): Promise<ChordPart[] | null>;
+  /** Forget a finished chord (DEL `.j` `.t` `.s`). */
+  clearChord?(groupId: string): Promise<void>;
+  /** Keep a workflow's tree of ids (`celery-gateway-workflow-<id>`) for `ttlSec` (default: the result TTL). */
+  saveWorkflow?(id: string, tree: Json, ttlSec?: number): Promise<void>;
+  /** A saved workflow tree, or null. */
+  getWorkflow?(id: string): Promise<Json | null>;
   /** rejects when the store cannot be reached */
   ping(): Promise<void>;
   /** idempotent */

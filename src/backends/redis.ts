@@ -8,10 +8,16 @@ import type { Logger } from 'pino';
 import { redactUrl } from '../config.ts';
 import { parseMeta, serializeMeta } from '../protocol/result-meta.ts';
 import type { ResultMeta } from '../protocol/types.ts';
+import { GatewayError, type ErrorCode } from '../errors.ts';
 import { connectRedis, unavailable, whenReady } from '../redis/connection.ts';
-import type { ResultBackend } from './backend.ts';
+import type { ChordPart, ResultBackend } from './backend.ts';
+import { pyJsonDumps } from '../canvas/python.ts';
+import type { Json } from '../protocol/types.ts';
 
 export const taskMetaKey = (taskId: string): string => `celery-task-meta-${taskId}`;
+/** Celery's chord keys: `celery-taskset-meta-<gid>` + `.j` (ZSET of parts), `.t` (added count), `.s` (size). */
+export const tasksetKey = (groupId: string, suffix = ''): string => `celery-taskset-meta-${groupId}${suffix}`;
+export const workflowKey = (id: string): string => `celery-gateway-workflow-${id}`;
 export const submittedKey = (taskId: string): string => `celery-gateway-submitted-${taskId}`;
 
 /**
@@ -44,6 +50,26 @@ interface ScriptedRedis extends Redis {
 
 const CODE = 'GW_ERR_BACKEND_UNAVAILABLE';
 
+/**
+ * whenReady, failing at once when the connection already failed (status "reconnecting") or fails while
+ * we wait: while Redis is down every request gets its 503 now, not after the 2 s connect wait.
+ * (Belongs in whenReady of src/redis/connection.ts; kept here because that file is not this adapter's.)
+ */
+async function readyOrFail(client: Redis, code: ErrorCode): Promise<void> {
+  if (client.status === 'ready') return;
+  if (client.status === 'reconnecting') throw new GatewayError(code, 'redis not reachable (reconnecting)');
+  let onError: (err: Error) => void = () => {};
+  const failed = new Promise<never>((_, reject) => {
+    onError = (err) => reject(new GatewayError(code, `redis not reachable: ${err.message}`, { cause: err }));
+    client.once('error', onError);
+  });
+  try {
+    await Promise.race([whenReady(client, code), failed]);
+  } finally {
+    client.off('error', onError);
+  }
+}
+
 export class RedisBackend implements ResultBackend {
   readonly kind = 'redis';
   readonly displayUrl: string;
@@ -71,7 +97,7 @@ export class RedisBackend implements ResultBackend {
 
   async #run<T>(fn: () => Promise<T>): Promise<T> {
     try {
-      await whenReady(this.#client, CODE);
+      await readyOrFail(this.#client, CODE);
       return await fn();
     } catch (err) {
       throw unavailable(err, CODE);
@@ -128,7 +154,7 @@ export class RedisBackend implements ResultBackend {
     };
     try {
       const sub = this.#subscriberConnection();
-      await whenReady(sub, CODE);
+      await readyOrFail(sub, CODE);
       let pending = this.#subscribed.get(channel);
       if (!pending) {
         pending = sub.subscribe(channel);
@@ -150,6 +176,47 @@ export class RedisBackend implements ResultBackend {
     return (await this.#run(() => this.#client.exists(submittedKey(taskId)))) === 1;
   }
 
+  // -- canvas: chords (Celery's RedisBackend.set_chord_size / on_chord_part_return) and workflow trees
+
+  async setChordSize(groupId: string, size: number): Promise<void> {
+    const key = tasksetKey(groupId, '.s');
+    await this.#run(() => this.#client.multi().setex(key, this.#resultTtlSec, String(size)).publish(key, String(size)).exec());
+  }
+
+  async chordPartReturn(groupId: string, groupIndex: number | null, part: ChordPart): Promise<ChordPart[] | null> {
+    const [j, t, s] = ['.j', '.t', '.s'].map((suffix) => tasksetKey(groupId, suffix)) as [string, string, string];
+    const member = pyJsonDumps([1, part.taskId, part.state, part.result]);
+    const ttl = this.#resultTtlSec;
+    const replies = await this.#run(() => this.#client.multi()
+      .zadd(j, groupIndex ?? '+inf', member).zcount(j, '-inf', '+inf').get(t).get(s)
+      .expire(j, ttl).expire(t, ttl).expire(s, ttl)
+      .exec());
+    const failed = replies?.find(([err]) => err);
+    if (!replies || failed) throw new GatewayError(CODE, `chord bookkeeping failed: ${failed?.[0]?.message ?? 'transaction aborted'}`);
+    const count = Number(replies[1]?.[1]);
+    const added = Number(replies[2]?.[1] ?? 0);
+    const size = replies[3]?.[1];
+    if (size === null || size === undefined || count !== Number(size) + added) return null;
+    const members = await this.#run(() => this.#client.zrange(j, 0, -1));
+    return members.map((text) => {
+      const [, taskId, state, result] = JSON.parse(text) as [number, string, string, Json];
+      return { taskId, state, result };
+    });
+  }
+
+  async clearChord(groupId: string): Promise<void> {
+    await this.#run(() => this.#client.multi().del(tasksetKey(groupId, '.j')).del(tasksetKey(groupId, '.t')).del(tasksetKey(groupId, '.s')).exec());
+  }
+
+  async saveWorkflow(id: string, tree: Json, ttlSec?: number): Promise<void> {
+    await this.#run(() => this.#client.set(workflowKey(id), JSON.stringify(tree), 'EX', ttlSec ?? this.#resultTtlSec));
+  }
+
+  async getWorkflow(id: string): Promise<Json | null> {
+    const text = await this.#run(() => this.#client.get(workflowKey(id)));
+    return text === null ? null : (JSON.parse(text) as Json);
+  }
+
   async ping(): Promise<void> {
     await this.#run(() => this.#client.ping());
   }
@@ -157,10 +224,12 @@ export class RedisBackend implements ResultBackend {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#listeners.clear();
-      await Promise.all([
-        this.#client.quit().catch(() => this.#client.disconnect()),
-        this.#subscriber?.quit().catch(() => this.#subscriber?.disconnect()),
-      ]);
+      // QUIT only a connected client: on one still (re)connecting it would wait in the offline queue
+      const end = async (client: Redis | undefined): Promise<void> => {
+        if (client?.status === 'ready') await client.quit().catch(() => client.disconnect());
+        else client?.disconnect();
+      };
+      await Promise.all([end(this.#client), end(this.#subscriber)]);
     })();
     return this.#closing;
   }

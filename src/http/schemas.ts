@@ -108,3 +108,72 @@ export const resultSchema = {
     group_id: { type: ['string', 'null'] },
   },
 } as const;
+
+// ---------------------------------------------------------------------------------------------
+// Canvas: link / link_error on POST /tasks/:name, and workflows (POST /workflows, GET /workflows/:id).
+// The recursive workflow spec is checked in code (src/canvas/spec.ts) so errors can point at the node.
+
+const workflowSignatureExample = { task: 'tasks.add', args: [2, 3] };
+
+export const linkSchema = {
+  description: 'A signature `{task, args?, kwargs?, options?, immutable?}` (or any workflow node), or a list of them. ' +
+    'link: applied with the result prepended to its args after SUCCESS; link_error: applied with `[failed task id]` after FAILURE.',
+  anyOf: [{ type: 'object' }, { type: 'array', items: { type: 'object' }, maxItems: 100 }],
+  examples: [{ task: 'tasks.mul', args: [10] }],
+} as const;
+
+export const taskOptionsWithLinksSchema = {
+  ...taskOptionsSchema,
+  properties: { ...taskOptionsSchema.properties, link: linkSchema, link_error: linkSchema },
+} as const;
+
+export const submitWithLinksBodySchema = {
+  ...submitBodySchema,
+  properties: { ...submitBodySchema.properties, options: taskOptionsWithLinksSchema },
+} as const;
+
+export const workflowSpecSchema = {
+  type: 'object',
+  description: [
+    'A workflow node, nestable:',
+    '- signature `{task, args?, kwargs?, options?, immutable?}` — options are apply_async\'s (task_id, queue, exchange, routing_key, priority, countdown, eta, expires in seconds, time_limit, soft_time_limit, ignore_result) plus `link` / `link_error` (a node or a list of nodes); `immutable` (Celery\'s `.si()`) keeps the parent\'s result out of args',
+    '- `{chain: [node, …]}` — each step gets the previous result prepended (a group followed by a step becomes a chord, as in Celery)',
+    '- `{group: [node, …], id?}` — `id` is the group id',
+    '- `{chord: {header: [node, …], body: node}, id?}` — the body gets the list of header results',
+    '- `{map: {task, items, options?}}`, `{starmap: {task, items: [[args…], …], options?}}` — one celery.map / celery.starmap task',
+    '- `{chunks: {task, items: [[args…], …], size, options?}, id?}` — a group of starmaps of `size` items',
+    'Limits: 1000 nodes, 32 levels (defaults).',
+  ].join('\n'),
+  additionalProperties: true,
+  examples: [
+    { chain: [workflowSignatureExample, { task: 'tasks.mul', args: [10] }] },
+    { chord: { header: [{ task: 'tasks.add', args: [1, 1] }, { task: 'tasks.add', args: [2, 2] }], body: { task: 'tasks.xsum' } } },
+  ],
+} as const;
+
+const workflowTreeSchema = {
+  type: 'object',
+  additionalProperties: true,
+  description: 'The spec\'s shape with ids: `{type, id, …}` where type is task, chain (steps), group (members), chord (group_id, header, body), map, starmap or chunks (chunks); link / link_error under tasks. A chain\'s id is its last step\'s, a chord\'s its body\'s.',
+} as const;
+
+export const workflowSubmittedSchema = {
+  type: 'object',
+  required: ['id', 'state', 'tree', 'links'],
+  properties: {
+    id: { type: 'string', description: 'The workflow id (for GET /workflows/:id)' },
+    state: { type: 'string', enum: ['pending'] },
+    tree: workflowTreeSchema,
+    links: { type: 'object', properties: { workflow: { type: 'string' } }, required: ['workflow'] },
+  },
+} as const;
+
+export const workflowViewSchema = {
+  type: 'object',
+  required: ['id', 'state', 'tree'],
+  properties: {
+    id: { type: 'string' },
+    state: { type: 'string', enum: ['pending', 'running', 'succeeded', 'failed', 'revoked'], description: 'Over every task of the workflow except link_error callbacks' },
+    tree: { ...workflowTreeSchema, description: 'The tree of ids, each node with `state` (Celery\'s: PENDING, STARTED, SUCCESS, FAILURE, REVOKED…), `result` (when SUCCESS; a chain\'s is its last step\'s, a group\'s the list of its members\'), and `error` ({type, module, message, args, traceback} or null)' },
+  },
+} as const;

@@ -9,6 +9,7 @@ import { parseTaskMessage } from '../protocol/message.ts';
 import { buildMeta, celeryException, encodeError } from '../protocol/result-meta.ts';
 import { parseIsoDate } from '../protocol/time.ts';
 import { States, type Json, type ResultMeta, type TaskMessage } from '../protocol/types.ts';
+import { Continuation } from './continuation.ts';
 import { WorkerShutdown } from './errors.ts';
 import { execute } from './executor.ts';
 import type { TaskContext, TaskRegistry, TaskSpec } from './registry.ts';
@@ -26,6 +27,8 @@ export interface WorkerOptions {
   /** seconds a warm shutdown waits for running tasks */
   shutdownTimeout: number;
   now?: () => Date;
+  /** queue for canvas signatures without a queue option (Celery's task_default_queue); default "celery" */
+  defaultQueue?: string;
 }
 
 interface Job {
@@ -54,11 +57,17 @@ export class Worker {
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   #processed = 0;
+  /** canvas: callbacks, chain steps, chords and Celery's built-in tasks (src/worker/continuation.ts) */
+  readonly #canvas: Continuation;
 
   constructor(options: WorkerOptions) {
     this.#o = options;
     this.#now = options.now ?? (() => new Date());
     this.#log = options.logger.child({ component: 'worker', hostname: options.hostname });
+    this.#canvas = new Continuation({
+      broker: options.broker, backend: options.backend, registry: options.registry,
+      defaultQueue: options.defaultQueue ?? 'celery', logger: this.#log, now: this.#now,
+    });
   }
 
   get stats(): { active: number; scheduled: number; reserved: number; processed: number } {
@@ -92,7 +101,7 @@ export class Worker {
       return;
     }
     const { task, id } = message.headers;
-    const spec = this.#o.registry.get(task);
+    const spec = this.#o.registry.get(task) ?? this.#canvas.builtin(task);
     if (!spec) {
       this.#log.error({ task, taskId: id }, `Received unregistered task of type '${task}'`);
       await this.#storeSafely(this.#meta(message, States.FAILURE, celeryException('NotRegistered', task) as unknown as Json));
@@ -147,7 +156,10 @@ export class Worker {
     if (!expires || expires.getTime() > this.#now().getTime()) return false;
     const { task, id } = job.message.headers;
     this.#log.info({ task, taskId: id }, `Discarding expired task ${task}[${id}]`);
-    await this.#storeSafely(this.#meta(job.message, States.REVOKED, celeryException('TaskRevokedError', 'expired') as unknown as Json));
+    const exc = celeryException('TaskRevokedError', 'expired');
+    const stored = await this.#storeSafely(this.#meta(job.message, States.REVOKED, exc as unknown as Json));
+    // [canvas] a revoked chord member still counts towards its chord
+    if (stored) await this.#continue(job.message, () => this.#canvas.afterRevoked(job.message, exc));
     await this.#settle(() => job.delivery.ack());
     return true;
   }
@@ -173,11 +185,17 @@ export class Worker {
       if (outcome.ok) {
         this.#log.info({ task, taskId: id, runtime: outcome.runtimeMs }, `Task ${task}[${id}] succeeded in ${seconds}s`);
         const ignore = spec.ignoreResult === true || message.headers.ignore_result === true;
-        stored = ignore || await this.#storeSafely(this.#meta(message, States.SUCCESS, outcome.value));
+        // [canvas] callbacks and the next chain step are published before SUCCESS is stored (its
+        // meta lists them in children); the chord part is recorded after. A failure requeues the task.
+        const children = await this.#continue(message, () => this.#canvas.beforeSuccess(message, outcome.value));
+        stored = children !== null && (ignore || await this.#storeSafely(this.#meta(message, States.SUCCESS, outcome.value, null, children.value)));
+        if (stored) stored = await this.#continue(message, () => this.#canvas.afterSuccess(message, outcome.value)) !== null;
       } else {
         const { exc, traceback } = encodeError(outcome.error);
         this.#log.info({ task, taskId: id, runtime: outcome.runtimeMs, err: outcome.error }, `Task ${task}[${id}] raised ${exc.exc_type} in ${seconds}s`);
         stored = await this.#storeSafely(this.#meta(message, States.FAILURE, exc as unknown as Json, traceback));
+        // [canvas] chord part, FAILURE for the remaining chain steps, errbacks
+        if (stored) stored = await this.#continue(message, () => this.#canvas.afterFailure(message, exc, traceback)) !== null;
       }
       // Late ack: only once the outcome is stored. If it could not be, run the task again later.
       await this.#settle(() => (stored ? delivery.ack() : delivery.reject(true)));
@@ -213,9 +231,20 @@ export class Worker {
     };
   }
 
-  #meta(message: TaskMessage, status: string, result: Json, traceback: string | null = null): ResultMeta {
+  #meta(message: TaskMessage, status: string, result: Json, traceback: string | null = null, children: Json[] = []): ResultMeta {
     const { id, group, parent_id: parentId } = message.headers;
-    return buildMeta({ taskId: id, status, result, traceback, groupId: group, parentId, now: this.#now() });
+    return buildMeta({ taskId: id, status, result, traceback, children, groupId: group, parentId, now: this.#now() });
+  }
+
+  /** [canvas] Run a continuation step; null (logged) when it failed, so the task is requeued. */
+  async #continue<T>(message: TaskMessage, step: () => Promise<T>): Promise<{ value: T } | null> {
+    try {
+      return { value: await step() };
+    } catch (err) {
+      const { task, id } = message.headers;
+      this.#log.error({ err, task, taskId: id }, `Task ${task}[${id}]: could not continue its workflow; returning it to the queue`);
+      return null;
+    }
   }
 
   /** Store a result, retrying a few times; false when the backend stayed unreachable. */
