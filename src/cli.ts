@@ -13,6 +13,7 @@ import { CATCH_UP_POLICIES, type CatchUp } from './beat/entry.ts';
 import type { ScheduleStore } from './beat/store.ts';
 import { createBackend, createBroker, createScheduleStore, createSharedState, loadKeys } from './compose.ts';
 import { Producer } from './producer.ts';
+import { RevokedSet } from './state/revoked.ts';
 import { loadConfig, SETTINGS, type Config } from './config.ts';
 import { GatewayError } from './errors.ts';
 import { buildApp } from './http/app.ts';
@@ -117,6 +118,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   const backend = createBackend(config, logger, replyTo);
   const closers: Closer[] = [];
   const schedules = command === 'worker' ? undefined : createScheduleStore(config, logger);
+  // state shared with other instances: idempotency records, the revoked set
+  const shared = createSharedState(config, logger);
 
   if (command === 'serve' && broker.kind === 'memory') {
     logger.warn('memory:// broker with `serve`: only a worker in this same process could consume; use `dev`, or set CELERY_BROKER_URL');
@@ -124,7 +127,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   if (command === 'worker' || command === 'dev') {
     const tasksPath = values.tasks ?? (command === 'dev' ? EXAMPLE_TASKS : undefined);
     if (!tasksPath) throw new GatewayError('GW_ERR_CONFIG', 'worker needs --tasks FILE (a module exporting { "task.name": handler })');
-    const worker = await startWorker(config, values, tasksPath, broker, backend, logger);
+    const worker = await startWorker(config, values, tasksPath, { broker, backend, logger, revoked: new RevokedSet(shared.state, config.resultExpires) });
     closers.push(() => worker.close());
   }
   if (command === 'beat' || command === 'dev') {
@@ -133,7 +136,6 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   }
   if (command === 'serve' || command === 'dev') {
     const keys = loadKeys(config, command);
-    const shared = createSharedState(config, logger);
     const app = await buildApp({ broker, backend, config, logger, replyTo, state: shared.state, ...(schedules ? { schedules } : {}), ...(keys ? { keys } : {}), ...(shared.rateLimitRedis ? { rateLimitRedis: shared.rateLimitRedis } : {}) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
@@ -144,15 +146,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       process.stdout.write(`Try:\n  curl -X POST localhost:${port}/tasks/tasks.multiply -H 'content-type: application/json' -d '{"args":[4,5]}'\n` +
         `  curl localhost:${port}/schedules        # beat runs tasks.add every 10 s\n\n`);
     }
-    closers.unshift(async () => {
-      await app.close();
-      await shared.state.close();
-      await shared.rateLimitRedis?.quit().catch(() => {});
-    });
+    closers.unshift(() => app.close());
   }
   onSignals(logger, async () => {
     await Promise.all(closers.map((close) => close()));
-    await Promise.all([broker.close(), backend.close(), schedules?.close()]);
+    await Promise.all([broker.close(), backend.close(), schedules?.close(), shared.state.close(), shared.rateLimitRedis?.disconnect()]);
   });
 }
 
@@ -182,16 +180,16 @@ async function startWorker(
   config: Config,
   values: { queues?: string | undefined; concurrency?: string | undefined; hostname?: string | undefined },
   tasksPath: string,
-  broker: ReturnType<typeof createBroker>,
-  backend: ReturnType<typeof createBackend>,
-  logger: Logger,
+  deps: { broker: ReturnType<typeof createBroker>; backend: ReturnType<typeof createBackend>; logger: Logger; revoked: RevokedSet },
 ): Promise<Worker> {
+  const { broker, backend, logger, revoked } = deps;
   const registry = await loadTaskModule(tasksPath);
   const queues = (values.queues ?? config.defaultQueue).split(',').map((q) => q.trim()).filter(Boolean);
   const concurrency = positiveInt(values.concurrency, 8, '--concurrency');
   const hostname = values.hostname ?? `node.${process.pid}@${osHostname()}`;
   const worker = new Worker({
-    broker, backend, registry, queues, concurrency, hostname, logger,
+    broker, backend, registry, queues, concurrency, hostname, logger, revoked,
+    defaultQueue: config.defaultQueue,
     prefetchMultiplier: config.prefetchMultiplier,
     shutdownTimeout: config.shutdownTimeout,
   });

@@ -15,6 +15,7 @@ import type { KeyRing } from '../auth/keys.ts';
 import { MemoryScheduleStore, type ScheduleStore } from '../beat/store.ts';
 import type { Config } from '../config.ts';
 import { GatewayError } from '../errors.ts';
+import { RevokedSet } from '../state/revoked.ts';
 import { MemoryState, type SharedState } from '../state/shared-state.ts';
 import { Producer } from '../producer.ts';
 import { GatewayMetrics } from './metrics.ts';
@@ -123,7 +124,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(resultsRoutes, { backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, shutdown: shutdown.signal, metrics });
   await app.register(healthRoutes, { broker: deps.broker, backend: deps.backend });
   await app.register(queuesRoutes, { broker: deps.broker, producer });
-  await app.register(revokeRoutes, { broker: deps.broker, state, ttlSec: deps.config.resultExpires });
+  await app.register(revokeRoutes, { broker: deps.broker, revoked: new RevokedSet(state, deps.config.resultExpires) });
   await app.register(schedulesRoutes, { store: deps.schedules ?? new MemoryScheduleStore(), ...(deps.now ? { now: deps.now } : {}) });
   await app.register(flowerRoutes, { producer, backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, queueLength: (q) => deps.broker.queueLength(q) });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -4,7 +4,8 @@
  */
 import type { Logger } from 'pino';
 import type { Broker, Delivery, Subscription } from '../brokers/broker.ts';
-import type { ResultBackend } from '../backends/backend.ts';
+import type { ResultBackend, StoreOptions } from '../backends/backend.ts';
+import type { RevokedSet } from '../state/revoked.ts';
 import { parseTaskMessage } from '../protocol/message.ts';
 import { buildMeta, celeryException, encodeError } from '../protocol/result-meta.ts';
 import { parseIsoDate } from '../protocol/time.ts';
@@ -29,6 +30,8 @@ export interface WorkerOptions {
   now?: () => Date;
   /** queue for canvas signatures without a queue option (Celery's task_default_queue); default "celery" */
   defaultQueue?: string;
+  /** the durable revoked set, checked before each task runs */
+  revoked?: Pick<RevokedSet, 'get'>;
 }
 
 interface Job {
@@ -104,7 +107,7 @@ export class Worker {
     const spec = this.#o.registry.get(task) ?? this.#canvas.builtin(task);
     if (!spec) {
       this.#log.error({ task, taskId: id }, `Received unregistered task of type '${task}'`);
-      await this.#storeSafely(this.#meta(message, States.FAILURE, celeryException('NotRegistered', task) as unknown as Json));
+      await this.#store(message, States.FAILURE, celeryException('NotRegistered', task) as unknown as Json);
       await this.#settle(() => delivery.reject(false));
       return;
     }
@@ -151,17 +154,30 @@ export class Worker {
     }
   }
 
-  async #revokeIfExpired(job: Job): Promise<boolean> {
+  /** Expired or revoked: store REVOKED as Celery does, ack, and tell the caller not to run it. */
+  async #revokeIfExpired(job: Job, checkRevoked = false): Promise<boolean> {
     const expires = job.message.headers.expires ? parseIsoDate(job.message.headers.expires) : null;
-    if (!expires || expires.getTime() > this.#now().getTime()) return false;
+    const expired = expires !== null && expires.getTime() <= this.#now().getTime();
+    const revoked = !expired && checkRevoked && this.#o.revoked ? await this.#isRevoked(job.message.headers.id) : false;
+    if (!expired && !revoked) return false;
     const { task, id } = job.message.headers;
-    this.#log.info({ task, taskId: id }, `Discarding expired task ${task}[${id}]`);
-    const exc = celeryException('TaskRevokedError', 'expired');
-    const stored = await this.#storeSafely(this.#meta(job.message, States.REVOKED, exc as unknown as Json));
+    this.#log.info({ task, taskId: id }, `Discarding ${expired ? 'expired' : 'revoked'} task ${task}[${id}]`);
+    const exc = celeryException('TaskRevokedError', expired ? 'expired' : 'revoked');
+    const stored = await this.#store(job.message, States.REVOKED, exc as unknown as Json);
     // [canvas] a revoked chord member still counts towards its chord
     if (stored) await this.#continue(job.message, () => this.#canvas.afterRevoked(job.message, exc));
     await this.#settle(() => job.delivery.ack());
     return true;
+  }
+
+  /** A revoked-set outage must not stop the worker: the task then runs (logged). */
+  async #isRevoked(taskId: string): Promise<boolean> {
+    try {
+      return (await this.#o.revoked?.get(taskId)) != null;
+    } catch (err) {
+      this.#log.warn({ err, taskId }, 'could not read the revoked set; running the task');
+      return false;
+    }
   }
 
   async #run(job: Job): Promise<void> {
@@ -170,9 +186,9 @@ export class Worker {
     const { message, spec, delivery } = job;
     const { task, id } = message.headers;
     try {
-      if (await this.#revokeIfExpired(job)) return;
+      if (await this.#revokeIfExpired(job, true)) return;
       if (spec.trackStarted !== false) {
-        await this.#storeSafely(this.#meta(message, States.STARTED, { pid: process.pid, hostname: this.#o.hostname }));
+        await this.#store(message, States.STARTED, { pid: process.pid, hostname: this.#o.hostname });
       }
       const [hard, soft] = message.headers.timelimit;
       const outcome = await execute(spec, message.args, this.#context(job, abort.signal), abort, {
@@ -188,12 +204,12 @@ export class Worker {
         // [canvas] callbacks and the next chain step are published before SUCCESS is stored (its
         // meta lists them in children); the chord part is recorded after. A failure requeues the task.
         const children = await this.#continue(message, () => this.#canvas.beforeSuccess(message, outcome.value));
-        stored = children !== null && (ignore || await this.#storeSafely(this.#meta(message, States.SUCCESS, outcome.value, null, children.value)));
+        stored = children !== null && (ignore || await this.#store(message, States.SUCCESS, outcome.value, null, children.value));
         if (stored) stored = await this.#continue(message, () => this.#canvas.afterSuccess(message, outcome.value)) !== null;
       } else {
         const { exc, traceback } = encodeError(outcome.error);
         this.#log.info({ task, taskId: id, runtime: outcome.runtimeMs, err: outcome.error }, `Task ${task}[${id}] raised ${exc.exc_type} in ${seconds}s`);
-        stored = await this.#storeSafely(this.#meta(message, States.FAILURE, exc as unknown as Json, traceback));
+        stored = await this.#store(message, States.FAILURE, exc as unknown as Json, traceback);
         // [canvas] chord part, FAILURE for the remaining chain steps, errbacks
         if (stored) stored = await this.#continue(message, () => this.#canvas.afterFailure(message, exc, traceback)) !== null;
       }
@@ -247,18 +263,24 @@ export class Worker {
     }
   }
 
+  /** Store a state of this message's task (to its reply_to with rpc://). */
+  #store(message: TaskMessage, status: string, result: Json, traceback: string | null = null, children: Json[] = []): Promise<boolean> {
+    const replyTo = message.properties.reply_to;
+    return this.#storeSafely(this.#meta(message, status, result, traceback, children), replyTo ? { replyTo } : {});
+  }
+
   /** Store a result, retrying a few times; false when the backend stayed unreachable. */
-  async #storeSafely(meta: ResultMeta): Promise<boolean> {
+  async #storeSafely(meta: ResultMeta, options: StoreOptions = {}): Promise<boolean> {
     for (let attempt = 0; ; attempt += 1) {
       try {
-        await this.#o.backend.store(meta);
+        await this.#o.backend.store(meta, options);
         return true;
       } catch (err) {
         if (err instanceof TypeError || err instanceof RangeError) {
           // not JSON-serializable (BigInt, circular): store that as the task's failure instead
           if (meta.status === States.SUCCESS) {
             const { exc } = encodeError(new TypeError(`result is not JSON serializable: ${err.message}`));
-            return this.#storeSafely({ ...meta, status: States.FAILURE, result: exc as unknown as Json });
+            return this.#storeSafely({ ...meta, status: States.FAILURE, result: exc as unknown as Json }, options);
           }
         }
         const delay = STORE_RETRY_DELAYS_MS[attempt];

@@ -126,3 +126,30 @@ describe('real Python client → RabbitMQ → our Node worker (Redis results)', 
     assert.equal(r.json.exception.type, 'NodeError');
   });
 });
+
+describe('real Python client → RabbitMQ → our Node worker, results over rpc://', { skip }, () => {
+  const queue = `amqp-node-rpc-${tag}`;
+  let worker: Worker;
+  let broker: AmqpBroker;
+  let backend: RpcBackend;
+
+  before(async () => {
+    broker = new AmqpBroker({ url: AMQP, logger: silentLogger });
+    backend = new RpcBackend({ url: AMQP, replyTo: randomUUID(), resultTtlSec: 600, logger: silentLogger });
+    const registry = new TaskRegistry().registerAll({ 'tasks.mul': (x: number, y: number) => x * y });
+    worker = new Worker({ broker, backend, registry, queues: [queue], concurrency: 2, prefetchMultiplier: 2, hostname: `amqp-rpc.${process.pid}@test`, logger: silentLogger, shutdownTimeout: 5 });
+    await worker.start();
+  });
+  after(async () => {
+    await worker?.close();
+    await broker?.close();
+    await backend?.close();
+  });
+
+  it("the result reaches the Python client's reply queue", async () => {
+    const r = await runCeleryClient(['send', 'tasks.mul', '6', '7', '--queue', queue, '--timeout', '20'], { brokerUrl: AMQP, backendUrl: 'rpc://' });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(r.json.state, 'SUCCESS');
+    assert.equal(r.json.result, 42);
+  });
+});

@@ -6,25 +6,20 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Broker } from '../../brokers/broker.ts';
 import { PIDBOX_EXCHANGE, revokeMessage, type RevokeOptions } from '../../protocol/control.ts';
-import type { SharedState } from '../../state/shared-state.ts';
+import type { RevokedSet } from '../../state/revoked.ts';
 import { errorResponses, TASK_ID_PATTERN } from '../schemas.ts';
-
-/** The key of a revoked id in shared state. */
-export const revokedKey = (taskId: string): string => `celery-gateway-revoked-${taskId}`;
 
 export interface RevokeRoutesOptions {
   broker: Broker;
-  state: SharedState;
-  /** seconds a revoke is remembered */
-  ttlSec: number;
+  revoked: RevokedSet;
 }
 
 const params = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: TASK_ID_PATTERN } } } as const;
 const SIGNAL = '^(SIG)?[A-Z0-9]{2,10}$';
 
-export const revokeRoutes: FastifyPluginAsync<RevokeRoutesOptions> = async (app, { broker, state, ttlSec }) => {
+export const revokeRoutes: FastifyPluginAsync<RevokeRoutesOptions> = async (app, { broker, revoked }) => {
   const revoke = async (id: string, options: RevokeOptions): Promise<void> => {
-    await state.set(revokedKey(id), JSON.stringify(options), ttlSec);
+    await revoked.add(id, options);
     await broker.broadcast(revokeMessage(id, options, new Date()), PIDBOX_EXCHANGE);
   };
   const emptyBody = async (request: { body: unknown }) => { if (request.body === undefined || request.body === null) request.body = {}; };
