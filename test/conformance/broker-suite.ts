@@ -237,7 +237,8 @@ export function brokerConformance(name: string, makeBroker: () => Promise<Broker
       await Promise.all(got.map((d) => d.ack()));
     });
 
-    it('serves several queues round-robin', { skip: !roundRobin && 'adapter does not cycle queues' }, async () => {
+    // not a skip: the behaviour does not exist on adapters with one consumer per queue (AMQP)
+    if (roundRobin) it('serves several queues round-robin', async () => {
       const [a, b] = [newQueue(), newQueue()];
       for (const n of [1, 2, 3]) await broker.publish(testMessage(n), { queue: a });
       for (const n of [11, 12]) await broker.publish(testMessage(n), { queue: b });
