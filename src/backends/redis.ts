@@ -8,8 +8,8 @@ import type { Logger } from 'pino';
 import { redactUrl } from '../config.ts';
 import { parseMeta, serializeMeta } from '../protocol/result-meta.ts';
 import type { ResultMeta } from '../protocol/types.ts';
-import { GatewayError, type ErrorCode } from '../errors.ts';
-import { connectRedis, unavailable, whenReady } from '../redis/connection.ts';
+import { GatewayError } from '../errors.ts';
+import { connectRedis, unavailable, whenReady, withRedis } from '../redis/connection.ts';
 import type { ChordPart, ResultBackend } from './backend.ts';
 import { pyJsonDumps } from '../canvas/python.ts';
 import type { Json } from '../protocol/types.ts';
@@ -50,26 +50,6 @@ interface ScriptedRedis extends Redis {
 
 const CODE = 'GW_ERR_BACKEND_UNAVAILABLE';
 
-/**
- * whenReady, failing at once when the connection already failed (status "reconnecting") or fails while
- * we wait: while Redis is down every request gets its 503 now, not after the 2 s connect wait.
- * (Belongs in whenReady of src/redis/connection.ts; kept here because that file is not this adapter's.)
- */
-async function readyOrFail(client: Redis, code: ErrorCode): Promise<void> {
-  if (client.status === 'ready') return;
-  if (client.status === 'reconnecting') throw new GatewayError(code, 'redis not reachable (reconnecting)');
-  let onError: (err: Error) => void = () => {};
-  const failed = new Promise<never>((_, reject) => {
-    onError = (err) => reject(new GatewayError(code, `redis not reachable: ${err.message}`, { cause: err }));
-    client.once('error', onError);
-  });
-  try {
-    await Promise.race([whenReady(client, code), failed]);
-  } finally {
-    client.off('error', onError);
-  }
-}
-
 export class RedisBackend implements ResultBackend {
   readonly kind = 'redis';
   readonly displayUrl: string;
@@ -95,13 +75,8 @@ export class RedisBackend implements ResultBackend {
     this.#client = client as ScriptedRedis;
   }
 
-  async #run<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      await readyOrFail(this.#client, CODE);
-      return await fn();
-    } catch (err) {
-      throw unavailable(err, CODE);
-    }
+  #run<T>(fn: () => Promise<T>): Promise<T> {
+    return withRedis(this.#client, CODE, fn);
   }
 
   async get(taskId: string): Promise<ResultMeta | null> {
@@ -154,7 +129,7 @@ export class RedisBackend implements ResultBackend {
     };
     try {
       const sub = this.#subscriberConnection();
-      await readyOrFail(sub, CODE);
+      await whenReady(sub, CODE);
       let pending = this.#subscribed.get(channel);
       if (!pending) {
         pending = sub.subscribe(channel);

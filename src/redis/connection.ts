@@ -62,3 +62,13 @@ export function unavailable(err: unknown, code: ErrorCode): GatewayError {
   const message = err instanceof Error ? err.message : String(err);
   return new GatewayError(code, `redis: ${message}`, { cause: err });
 }
+
+/** Run `fn` once the client is ready; any failure becomes a GatewayError with `code` (a 503). */
+export async function withRedis<T>(client: Redis, code: ErrorCode, fn: () => Promise<T>): Promise<T> {
+  try {
+    await whenReady(client, code);
+    return await fn();
+  } catch (err) {
+    throw unavailable(err, code);
+  }
+}

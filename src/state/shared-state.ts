@@ -3,7 +3,7 @@
  * configured, else in-process memory (fine for one instance).
  */
 import type { Redis } from 'ioredis';
-import { unavailable, whenReady } from '../redis/connection.ts';
+import { withRedis } from '../redis/connection.ts';
 
 export interface SharedState {
   /** set only if absent; true when set */
@@ -66,13 +66,8 @@ export class RedisState implements SharedState {
     this.#redis = redis;
   }
 
-  async #run<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      await whenReady(this.#redis, CODE);
-      return await fn();
-    } catch (err) {
-      throw unavailable(err, CODE);
-    }
+  #run<T>(fn: () => Promise<T>): Promise<T> {
+    return withRedis(this.#redis, CODE, fn);
   }
 
   async setIfAbsent(key: string, value: string, ttlSec: number): Promise<boolean> {
