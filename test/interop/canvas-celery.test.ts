@@ -1,30 +1,36 @@
 /**
- * Canvas interop on Redis with REAL Python Celery 5.2.6: workflows submitted through POST /workflows
+ * Canvas interop on Redis and on RabbitMQ (Redis results) with REAL Python Celery 5.2.6: workflows submitted through POST /workflows
  * whose steps alternate between a task only the Python worker has (its own queue) and one only our
  * Node worker has; and chain / group / chord built by the real Python client over Node-only tasks.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisBackend } from '../../src/backends/redis.ts';
+import { AmqpBroker } from '../../src/brokers/amqp.ts';
+import type { Broker } from '../../src/brokers/broker.ts';
 import { RedisBroker } from '../../src/brokers/redis.ts';
+import { amqpUrl, rabbitGate } from '../support/services.ts';
 import { TaskRegistry } from '../../src/worker/registry.ts';
 import { Worker } from '../../src/worker/worker.ts';
 import { silentLogger, startGateway, type TestGateway } from '../support/app.ts';
 import { celeryGate, redisGate, runCeleryClient, startCeleryWorker, type CeleryWorker } from '../support/python.ts';
 
 const REDIS_URL = 'redis://127.0.0.1:6379/15';
-const urls = { brokerUrl: REDIS_URL, backendUrl: REDIS_URL };
 const skip = (await celeryGate()) || (await redisGate(REDIS_URL));
+const amqpSkip = skip || (await rabbitGate());
 const tag = `${process.pid}-${Date.now().toString(36)}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('canvas across Python and Node workers (Redis)', { skip }, () => {
+/** The same workflows on each broker; results always on the Redis backend (chords need it). */
+function canvasInterop(name: string, brokerUrl: string, makeBroker: () => Broker, skipReason: string | false): void {
+const urls = { brokerUrl, backendUrl: REDIS_URL };
+describe(`canvas across Python and Node workers (${name})`, { skip: skipReason }, () => {
   const pyQueue = `canvas-py-${tag}`;
   const nodeQueue = `canvas-node-${tag}`;
   let py: CeleryWorker;
   let gw: TestGateway;
   let worker: Worker;
-  let broker: RedisBroker;
+  let broker: Broker;
   let backend: RedisBackend;
 
   /** a step only the Python worker can run / only ours can run */
@@ -44,7 +50,7 @@ describe('canvas across Python and Node workers (Redis)', { skip }, () => {
   }
 
   before(async () => {
-    broker = new RedisBroker({ url: REDIS_URL, logger: silentLogger });
+    broker = makeBroker();
     backend = new RedisBackend({ url: REDIS_URL, logger: silentLogger });
     const registry = new TaskRegistry().registerAll({
       'node.add': (x: number, y: number) => x + y,
@@ -53,7 +59,7 @@ describe('canvas across Python and Node workers (Redis)', { skip }, () => {
     });
     worker = new Worker({ broker, backend, registry, queues: [nodeQueue], concurrency: 4, prefetchMultiplier: 4, hostname: `canvas.${process.pid}@test`, logger: silentLogger, shutdownTimeout: 5, defaultQueue: nodeQueue });
     [py] = await Promise.all([startCeleryWorker({ ...urls, queues: [pyQueue], concurrency: 2 }), worker.start()]);
-    gw = await startGateway({ broker: new RedisBroker({ url: REDIS_URL, logger: silentLogger }), backend: new RedisBackend({ url: REDIS_URL, logger: silentLogger }) });
+    gw = await startGateway({ broker: makeBroker(), backend: new RedisBackend({ url: REDIS_URL, logger: silentLogger }) });
   });
   after(async () => {
     await gw?.close();
@@ -119,3 +125,7 @@ describe('canvas across Python and Node workers (Redis)', { skip }, () => {
     assert.deepEqual([chord.code, chord.json.result], [0, 15], chord.stdout + chord.stderr);
   });
 });
+}
+
+canvasInterop('Redis', REDIS_URL, () => new RedisBroker({ url: REDIS_URL, logger: silentLogger }), skip);
+canvasInterop('RabbitMQ, Redis results', amqpUrl(), () => new AmqpBroker({ url: amqpUrl(), logger: silentLogger }), amqpSkip);
