@@ -136,7 +136,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   }
   if (command === 'serve' || command === 'dev') {
     const keys = loadKeys(config, command);
-    const app = await buildApp({ broker, backend, config, logger, replyTo, state: shared.state, ...(schedules ? { schedules } : {}), ...(keys ? { keys } : {}), ...(shared.rateLimitRedis ? { rateLimitRedis: shared.rateLimitRedis } : {}) });
+    const workflowLimits = { maxNodes: config.workflowMaxNodes, maxDepth: config.workflowMaxDepth };
+    const app = await buildApp({ broker, backend, config, logger, replyTo, workflowLimits, state: shared.state, ...(schedules ? { schedules } : {}), ...(keys ? { keys } : {}), ...(shared.rateLimitRedis ? { rateLimitRedis: shared.rateLimitRedis } : {}) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
