@@ -3,8 +3,11 @@
  * bench/RESULTS.md. Needs Redis (db 14 is flushed), wrk, and /usr/bin/python3 with Celery for the
  * Celery comparison. Not part of `npm test`.
  *
- *   submit   POST /tasks/:name on Redis (64 connections, 10 s, wrk) vs a bare Fastify route doing one LPUSH
- *   worker   no-op tasks with results stored, 20,000 tasks: our Node worker vs Celery 5.2.6 prefork -c 2
+ *   submit   POST /tasks/:name (64 connections, 10 s, wrk) vs a bare Fastify route doing one LPUSH (Redis)
+ *            or one confirmed publish (RabbitMQ)
+ *   worker   no-op tasks with results stored on Redis, 20,000 tasks, Redis and RabbitMQ brokers: our Node
+ *            worker vs Celery 5.2.6 prefork -c 2
+ * Arguments pick parts: `npm run bench -- submit amqp`, `npm run bench -- latency`.
  *   latency  submit + long-poll, 1,000 sequential round trips through gateway + Node worker
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -14,11 +17,15 @@ import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
+import { amqplib } from '../src/brokers/amqp-support.ts';
+import { AmqpBroker } from '../src/brokers/amqp.ts';
 import { encodeEnvelope } from '../src/protocol/kombu-envelope.ts';
+import type { RawMessage } from '../src/protocol/types.ts';
 import { buildTaskMessage } from '../src/protocol/message.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const REDIS_URL = process.env['BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379/14';
+const AMQP_URL = process.env['BENCH_AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672//';
 const INTEROP = process.env['INTEROP_DIR'] ?? fileURLToPath(new URL('../../shared/interop/python', import.meta.url));
 const REPEATS = Number(process.env['BENCH_REPEATS'] ?? 3);
 const TASKS = Number(process.env['BENCH_TASKS'] ?? 20_000);
@@ -62,10 +69,23 @@ async function wrk(url: string): Promise<{ rps: number; p50: string; p99: string
   return { rps, p50, p99 };
 }
 
-async function submitBench(): Promise<string[]> {
-  const gatewayEnv = { AUTH: 'none', CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL, PORT: '18080', LOG_LEVEL: 'warn', CELERY_DEFAULT_QUEUE: 'bench-gw' };
+interface BrokerCase {
+  name: 'Redis' | 'RabbitMQ';
+  url: string;
+  ceiling: 'redis' | 'amqp';
+  ceilingLabel: string;
+}
+
+const BROKERS: BrokerCase[] = [
+  { name: 'Redis', url: REDIS_URL, ceiling: 'redis', ceilingLabel: 'bare Fastify + one LPUSH' },
+  { name: 'RabbitMQ', url: AMQP_URL, ceiling: 'amqp', ceilingLabel: 'bare Fastify + one confirmed publish' },
+];
+
+async function submitBench(b: BrokerCase): Promise<string[]> {
+  const queue = `bench-gw-${randomUUID().slice(0, 8)}`;
+  const gatewayEnv = { AUTH: 'none', CELERY_BROKER_URL: b.url, CELERY_RESULT_BACKEND: REDIS_URL, PORT: '18080', LOG_LEVEL: 'warn', CELERY_DEFAULT_QUEUE: queue };
   const gateway = await start('node', ['bin/celery-gateway.js', 'serve'], gatewayEnv, /listening on http/);
-  const ceiling = await start('node', ['--import', 'tsx', 'bench/ceiling-server.ts'], { REDIS_URL, PORT: '18081', QUEUE: 'bench-ceiling' }, /ceiling ready/);
+  const ceiling = await start('node', ['--import', 'tsx', 'bench/ceiling-server.ts'], { REDIS_URL, AMQP_URL, CEILING: b.ceiling, PORT: '18081', QUEUE: `${queue}-ceiling` }, /ceiling ready/);
   const ours: number[] = [];
   const bare: number[] = [];
   let lat = { ours: ['?', '?'], bare: ['?', '?'] };
@@ -73,38 +93,53 @@ async function submitBench(): Promise<string[]> {
     await sleep(500);
     for (let i = 0; i < REPEATS; i += 1) {
       const a = await wrk('http://127.0.0.1:18080/tasks/tasks.add');
-      await redis.flushdb();
-      const b = await wrk('http://127.0.0.1:18081/tasks/tasks.add');
-      await redis.flushdb();
+      await purge(b, [queue, `${queue}-ceiling`]);
+      const c = await wrk('http://127.0.0.1:18081/tasks/tasks.add');
+      await purge(b, [queue, `${queue}-ceiling`]);
       ours.push(a.rps);
-      bare.push(b.rps);
-      lat = { ours: [a.p50, a.p99], bare: [b.p50, b.p99] };
-      process.stdout.write(`submit run ${i + 1}: gateway ${a.rps.toFixed(0)} req/s, bare LPUSH route ${b.rps.toFixed(0)} req/s\n`);
+      bare.push(c.rps);
+      lat = { ours: [a.p50, a.p99], bare: [c.p50, c.p99] };
+      process.stdout.write(`submit ${b.name} run ${i + 1}: gateway ${a.rps.toFixed(0)} req/s, ${b.ceilingLabel} ${c.rps.toFixed(0)} req/s\n`);
     }
   } finally {
     await stop(gateway);
     await stop(ceiling);
+    await purge(b, [queue, `${queue}-ceiling`], true);
   }
   const ratio = (median(ours) / median(bare)) * 100;
   return [
-    `| submit: POST /tasks/:name, Redis (64 conns, ${SECONDS} s) | **${median(ours).toFixed(0)} req/s** (p50 ${lat.ours[0]}, p99 ${lat.ours[1]}) | bare Fastify + one LPUSH: ${median(bare).toFixed(0)} req/s (p50 ${lat.bare[0]}, p99 ${lat.bare[1]}) | ${ratio.toFixed(0)}% of the ceiling |`,
+    `| submit: POST /tasks/:name, ${b.name} (64 conns, ${SECONDS} s) | **${median(ours).toFixed(0)} req/s** (p50 ${lat.ours[0]}, p99 ${lat.ours[1]}) | ${b.ceilingLabel}: ${median(bare).toFixed(0)} req/s (p50 ${lat.bare[0]}, p99 ${lat.bare[1]}) | ${ratio.toFixed(0)}% of the ceiling |`,
   ];
 }
 
-/** LPUSH `n` tasks.add messages to `queue`, return their ids. */
-async function fill(queue: string, n: number): Promise<string[]> {
+/** Empty the benchmark's queues (and the Redis db); with `remove`, delete the AMQP queues. */
+async function purge(b: BrokerCase, queues: string[], remove = false): Promise<void> {
+  await redis.flushdb();
+  if (b.ceiling !== 'amqp') return;
+  const conn = await amqplib.connect(AMQP_URL);
+  const ch = await conn.createChannel();
+  for (const q of queues) {
+    await ch.checkQueue(q).then(() => (remove ? ch.deleteQueue(q) : ch.purgeQueue(q)), () => undefined).catch(() => undefined);
+  }
+  await conn.close().catch(() => undefined);
+}
+
+/** Publish `n` tasks.add messages to `queue` (Redis: pipelined LPUSH; RabbitMQ: confirmed, 500 in flight). */
+async function fill(b: BrokerCase, queue: string, n: number): Promise<string[]> {
   const ids: string[] = [];
   const replyTo = randomUUID();
-  for (let off = 0; off < n; off += 1000) {
-    const batch: string[] = [];
-    for (let i = off; i < Math.min(n, off + 1000); i += 1) {
+  const broker = b.ceiling === 'amqp' ? new AmqpBroker({ url: AMQP_URL }) : undefined;
+  for (let off = 0; off < n; off += 500) {
+    const batch: RawMessage[] = [];
+    for (let i = off; i < Math.min(n, off + 500); i += 1) {
       const id = randomUUID();
       ids.push(id);
-      const msg = buildTaskMessage({ task: 'tasks.add', id, args: [i, 1], kwargs: {}, origin: 'bench', replyTo }, new Date());
-      batch.push(encodeEnvelope(msg, { exchange: '', routingKey: queue }, randomUUID()));
+      batch.push(buildTaskMessage({ task: 'tasks.add', id, args: [i, 1], kwargs: {}, origin: 'bench', replyTo }, new Date()));
     }
-    await redis.lpush(queue, ...batch);
+    if (broker) await Promise.all(batch.map((m) => broker.publish(m, { queue })));
+    else await redis.lpush(queue, ...batch.map((m) => encodeEnvelope(m, { exchange: '', routingKey: queue }, randomUUID())));
   }
+  await broker?.close();
   return ids;
 }
 
@@ -122,34 +157,34 @@ async function drain(ids: string[], started: number): Promise<number> {
   }
 }
 
-async function workerRun(kind: 'node' | 'celery'): Promise<number> {
+async function workerRun(b: BrokerCase, kind: 'node' | 'celery'): Promise<number> {
   const queue = `bench-${kind}-${randomUUID().slice(0, 8)}`;
   const child = kind === 'node'
     ? await start('node', ['bin/celery-gateway.js', 'worker', '--tasks', 'bench/noop-tasks.ts', '-Q', queue, '-c', '50'],
-      { CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL, LOG_LEVEL: 'warn' }, /ready\./)
+      { CELERY_BROKER_URL: b.url, CELERY_RESULT_BACKEND: REDIS_URL, LOG_LEVEL: 'warn' }, /ready\./)
     : await start('/usr/bin/python3', ['-m', 'celery', '-A', 'tasks', 'worker', '-P', 'prefork', '-c', '2', '-Q', queue, '-l', 'INFO',
       '--without-mingle', '--without-gossip', '--without-heartbeat', '-n', `bench-${randomUUID().slice(0, 6)}@bench`],
-      { CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL }, /ready\./, INTEROP);
+      { CELERY_BROKER_URL: b.url, CELERY_RESULT_BACKEND: REDIS_URL }, /ready\./, INTEROP);
   try {
     const started = performance.now();
-    const ids = await fill(queue, TASKS);
+    const ids = await fill(b, queue, TASKS);
     return TASKS / (await drain(ids, started));
   } finally {
     await stop(child);
-    await redis.flushdb();
+    await purge(b, [queue], true);
   }
 }
 
-async function workerBench(): Promise<string[]> {
+async function workerBench(b: BrokerCase): Promise<string[]> {
   const node: number[] = [];
   const celery: number[] = [];
   for (let i = 0; i < REPEATS; i += 1) {
-    node.push(await workerRun('node'));
-    celery.push(await workerRun('celery'));
-    process.stdout.write(`worker run ${i + 1}: node ${node.at(-1)?.toFixed(0)} tasks/s, celery ${celery.at(-1)?.toFixed(0)} tasks/s\n`);
+    node.push(await workerRun(b, 'node'));
+    celery.push(await workerRun(b, 'celery'));
+    process.stdout.write(`worker ${b.name} run ${i + 1}: node ${node.at(-1)?.toFixed(0)} tasks/s, celery ${celery.at(-1)?.toFixed(0)} tasks/s\n`);
   }
   return [
-    `| worker: ${TASKS} no-op tasks, results on Redis, late ack | **${median(node).toFixed(0)} tasks/s** (Node worker, -c 50) | Celery 5.2.6 prefork -c 2: ${median(celery).toFixed(0)} tasks/s | ${(median(node) / median(celery)).toFixed(1)}x Celery |`,
+    `| worker: ${TASKS} no-op tasks, ${b.name} broker, results on Redis, late ack | **${median(node).toFixed(0)} tasks/s** (Node worker, -c 50) | Celery 5.2.6 prefork -c 2: ${median(celery).toFixed(0)} tasks/s | ${(median(node) / median(celery)).toFixed(1)}x Celery |`,
   ];
 }
 
@@ -177,12 +212,15 @@ async function latencyBench(): Promise<string[]> {
   return [`| latency: submit + long-poll, 1,000 sequential (gateway + Node worker, Redis) | **p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms** | — | |`];
 }
 
-const which = process.argv.slice(2);
-const want = (name: string) => which.length === 0 || which.includes(name);
+const args = process.argv.slice(2);
+const parts = args.filter((a) => ['submit', 'worker', 'latency'].includes(a));
+const brokers = args.filter((a) => ['redis', 'amqp'].includes(a));
+const want = (part: string) => parts.length === 0 || parts.includes(part);
+const wantBroker = (b: BrokerCase) => brokers.length === 0 || brokers.includes(b.ceiling);
 await redis.flushdb();
 const rows: string[] = [];
-if (want('submit')) rows.push(...await submitBench());
-if (want('worker')) rows.push(...await workerBench());
+for (const b of BROKERS.filter(wantBroker)) if (want('submit')) rows.push(...await submitBench(b));
+for (const b of BROKERS.filter(wantBroker)) if (want('worker')) rows.push(...await workerBench(b));
 if (want('latency')) rows.push(...await latencyBench());
 await redis.quit();
 
