@@ -13,6 +13,7 @@ import { CATCH_UP_POLICIES, type CatchUp } from './beat/entry.ts';
 import type { ScheduleStore } from './beat/store.ts';
 import { createBackend, createBroker, createScheduleStore, createSharedState, loadKeys } from './compose.ts';
 import { Producer } from './producer.ts';
+import { parseTaskRoutes, type TaskRoute } from './routing.ts';
 import { RevokedSet } from './state/revoked.ts';
 import { loadConfig, SETTINGS, type Config } from './config.ts';
 import { GatewayError } from './errors.ts';
@@ -118,6 +119,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   const backend = createBackend(config, logger, replyTo);
   const closers: Closer[] = [];
   const schedules = command === 'worker' ? undefined : createScheduleStore(config, logger);
+  const routes = parseTaskRoutes(config.taskRoutes);
   // state shared with other instances: idempotency records, the revoked set
   const shared = createSharedState(config, logger);
 
@@ -131,13 +133,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     closers.push(() => worker.close());
   }
   if (command === 'beat' || command === 'dev') {
-    const beat = await startBeatCommand(command, values, { broker, backend, config, logger, replyTo, schedules: schedules as ScheduleStore });
+    const beat = await startBeatCommand(command, values, { broker, backend, config, logger, replyTo, routes, schedules: schedules as ScheduleStore });
     closers.push(() => beat.close());
   }
   if (command === 'serve' || command === 'dev') {
     const keys = loadKeys(config, command);
     const workflowLimits = { maxNodes: config.workflowMaxNodes, maxDepth: config.workflowMaxDepth };
-    const app = await buildApp({ broker, backend, config, logger, replyTo, workflowLimits, state: shared.state, ...(schedules ? { schedules } : {}), ...(keys ? { keys } : {}), ...(shared.rateLimitRedis ? { rateLimitRedis: shared.rateLimitRedis } : {}) });
+    const app = await buildApp({ broker, backend, config, logger, replyTo, workflowLimits, routes, state: shared.state, ...(schedules ? { schedules } : {}), ...(keys ? { keys } : {}), ...(shared.rateLimitRedis ? { rateLimitRedis: shared.rateLimitRedis } : {}) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
@@ -161,17 +163,18 @@ interface BeatDeps {
   config: Config;
   logger: Logger;
   replyTo: string;
+  routes: readonly TaskRoute[];
   schedules: ScheduleStore;
 }
 
 async function startBeatCommand(command: string, values: { schedule?: string | undefined; 'catch-up'?: string | undefined }, deps: BeatDeps): Promise<{ close(): Promise<void> }> {
-  const { broker, backend, config, logger, replyTo, schedules } = deps;
+  const { broker, backend, config, logger, replyTo, routes, schedules } = deps;
   const scheduleFile = values.schedule ?? (command === 'dev' ? EXAMPLE_SCHEDULE : undefined);
   if (!scheduleFile && schedules.kind === 'memory') throw new GatewayError('GW_ERR_CONFIG', 'beat needs --schedule FILE (or a Redis result backend, whose schedule table the HTTP API fills)');
   const catchUp = values['catch-up'] ?? 'once';
   if (!CATCH_UP_POLICIES.includes(catchUp as CatchUp)) throw new GatewayError('GW_ERR_CONFIG', `--catch-up must be once or skip, got ${JSON.stringify(catchUp)}`);
   if (command === 'beat' && broker.kind === 'memory') logger.warn('memory:// broker with `beat`: nothing outside this process sees the tasks; set CELERY_BROKER_URL');
-  const producer = new Producer({ broker, backend, defaultQueue: config.defaultQueue, logger, replyTo });
+  const producer = new Producer({ broker, backend, defaultQueue: config.defaultQueue, logger, replyTo, routes });
   const beat = await startBeat({ producer, store: schedules, logger, catchUp: catchUp as CatchUp, ...(scheduleFile ? { scheduleFile } : {}) });
   process.stdout.write(`celery-gateway beat: ${scheduleFile ? `schedule ${scheduleFile}, ` : ''}table ${schedules.kind}, catch-up ${catchUp}, lock TTL ${beat.lockTtlMs / 1000} s\n`);
   return beat;

@@ -7,6 +7,7 @@ import type { Broker } from './brokers/broker.ts';
 import type { ResultBackend } from './backends/backend.ts';
 import { buildTaskMessage, celeryOrigin, type TaskCall } from './protocol/message.ts';
 import type { Json, JsonObject } from './protocol/types.ts';
+import { applyRoutes, type TaskRoute } from './routing.ts';
 import { resolveOptions, type TaskOptions } from './task-options.ts';
 import type { Logger } from 'pino';
 
@@ -31,6 +32,8 @@ export interface ProducerOptions {
   defaultQueue: string;
   logger: Logger;
   now?: () => Date;
+  /** Celery's task_routes: defaults by task-name glob */
+  routes?: readonly TaskRoute[];
   /** reply_to of every task (the process oid); a fresh uuid by default */
   replyTo?: string;
   /** told how long each publish took, for metrics */
@@ -44,6 +47,7 @@ export class Producer {
   readonly #logger: Logger;
   readonly #now: () => Date;
   readonly #onPublished: ((seconds: number, ok: boolean) => void) | undefined;
+  readonly #routes: readonly TaskRoute[];
   /** Celery's `origin` header: gen<pid>@<host> */
   readonly origin = celeryOrigin(process.pid, hostname());
   /** this process's reply queue name (Celery's thread oid); rpc:// results travel there */
@@ -59,6 +63,7 @@ export class Producer {
     this.#now = options.now ?? (() => new Date());
     this.#onPublished = options.onPublished;
     this.replyTo = options.replyTo ?? randomUUID();
+    this.#routes = options.routes ?? [];
     this.queues.add(options.defaultQueue);
   }
 
@@ -68,7 +73,7 @@ export class Producer {
    */
   async send(request: SendRequest, extra: Partial<TaskCall> = {}): Promise<SentTask> {
     const now = this.#now();
-    const options = request.options ?? {};
+    const options = this.#routes.length > 0 ? applyRoutes(this.#routes, request.task, request.options ?? {}) : (request.options ?? {});
     const resolved = resolveOptions(options, this.#defaultQueue, now);
     const id = options.task_id ?? randomUUID();
     const call: TaskCall = {

@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import type { Broker } from '../brokers/broker.ts';
 import type { ResultBackend } from '../backends/backend.ts';
 import type { KeyRing } from '../auth/keys.ts';
+import type { TaskRoute } from '../routing.ts';
 import { MemoryScheduleStore, type ScheduleStore } from '../beat/store.ts';
 import type { Config } from '../config.ts';
 import { GatewayError } from '../errors.ts';
@@ -46,6 +47,8 @@ export interface AppDeps {
   state?: SharedState;
   /** the beat schedule table behind /schedules; in-process memory by default */
   schedules?: ScheduleStore;
+  /** Celery's task_routes, parsed */
+  routes?: readonly TaskRoute[];
   /** this process's oid (reply_to of published tasks; the rpc:// reply queue) */
   replyTo?: string;
   /** a Redis connection for rate-limit counters shared by instances; in-process when absent */
@@ -117,6 +120,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logger: deps.logger,
     ...(deps.now ? { now: deps.now } : {}),
     ...(deps.replyTo ? { replyTo: deps.replyTo } : {}),
+    ...(deps.routes ? { routes: deps.routes } : {}),
     onPublished: (seconds, ok) => metrics.publishDuration.observe({ outcome: ok ? 'ok' : 'failed' }, seconds),
   });
   await app.register(tasksRoutes, { producer });

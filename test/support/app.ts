@@ -9,6 +9,7 @@ import type { ResultBackend } from '../../src/backends/backend.ts';
 import { MemoryBroker } from '../../src/brokers/memory.ts';
 import type { Broker } from '../../src/brokers/broker.ts';
 import type { KeyRing } from '../../src/auth/keys.ts';
+import type { TaskRoute } from '../../src/routing.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import type { SharedState } from '../../src/state/shared-state.ts';
 import type { Redis } from 'ioredis';
@@ -34,6 +35,7 @@ export interface GatewayOptions {
   state?: SharedState;
   rateLimitRedis?: Redis;
   replyTo?: string;
+  routes?: readonly TaskRoute[];
 }
 
 export async function startGateway(opts: GatewayOptions = {}): Promise<TestGateway> {
@@ -46,6 +48,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<TestGatew
     ...(opts.state ? { state: opts.state } : {}),
     ...(opts.rateLimitRedis ? { rateLimitRedis: opts.rateLimitRedis } : {}),
     ...(opts.replyTo ? { replyTo: opts.replyTo } : {}),
+    ...(opts.routes ? { routes: opts.routes } : {}),
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
