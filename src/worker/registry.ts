@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.ts';
 import type { JsonObject, TaskHeaders } from '../protocol/types.ts';
+import type { RetryOptions, RetryPolicy } from './retry.ts';
 
 /** What a handler receives after its positional arguments. */
 export interface TaskContext {
@@ -26,6 +27,11 @@ export interface TaskContext {
   readonly signal: AbortSignal;
   /** a logger scoped to this task */
   readonly log: Logger;
+  /**
+   * Ask to be run again later (Celery's `self.retry`): throws, so `throw ctx.retry(…)` or just call it.
+   * Past maxRetries the task fails with `exc` (or MaxRetriesExceededError).
+   */
+  retry(options?: RetryOptions): never;
 }
 
 /**
@@ -37,7 +43,7 @@ export interface TaskContext {
 export type TaskHandler = { run(...args: unknown[]): unknown }['run'];
 
 /** Per-task options, as Celery's task decorator takes them. */
-export interface TaskSpec {
+export interface TaskSpec extends RetryPolicy {
   handler: TaskHandler;
   /** don't store SUCCESS (Celery's ignore_result); failures are still stored */
   ignoreResult?: boolean;

@@ -13,6 +13,7 @@ import { States, type Json, type ResultMeta, type TaskMessage } from '../protoco
 import { Continuation } from './continuation.ts';
 import { WorkerShutdown } from './errors.ts';
 import { execute } from './executor.ts';
+import { decideRetry, Retry, retryMessage } from './retry.ts';
 import type { TaskContext, TaskRegistry, TaskSpec } from './registry.ts';
 
 export interface WorkerOptions {
@@ -206,6 +207,8 @@ export class Worker {
         const children = await this.#continue(message, () => this.#canvas.beforeSuccess(message, outcome.value));
         stored = children !== null && (ignore || await this.#store(message, States.SUCCESS, outcome.value, null, children.value));
         if (stored) stored = await this.#continue(message, () => this.#canvas.afterSuccess(message, outcome.value)) !== null;
+      } else if (await this.#retryIfAsked(job, outcome.error, seconds)) {
+        return;
       } else {
         const { exc, traceback } = encodeError(outcome.error);
         this.#log.info({ task, taskId: id, runtime: outcome.runtimeMs, err: outcome.error }, `Task ${task}[${id}] raised ${exc.exc_type} in ${seconds}s`);
@@ -221,6 +224,38 @@ export class Worker {
       if (this.#active.size === 0) this.#idle?.();
       this.#pump();
     }
+  }
+
+  /**
+   * A retry asked for (ctx.retry or autoretryFor): publish the same task again with retries + 1 and an eta,
+   * store RETRY (its children: the retried task), then ack. Past the limit: store FAILURE and ack.
+   * Returns false for a plain failure.
+   */
+  async #retryIfAsked(job: Job, error: unknown, seconds: string): Promise<boolean> {
+    const { message, spec, delivery } = job;
+    const { task, id } = message.headers;
+    const decision = decideRetry(error, message.headers, spec, this.#now());
+    if (!decision) return false;
+    const { exc, traceback } = encodeError(decision.exc);
+    if (!decision.retry) {
+      this.#log.info({ task, taskId: id }, `Task ${task}[${id}] exceeded its retries`);
+      let stored = await this.#store(message, States.FAILURE, (decision.exceeded ?? exc) as unknown as Json, traceback);
+      if (stored) stored = await this.#continue(message, () => this.#canvas.afterFailure(message, decision.exceeded ?? exc, traceback)) !== null;
+      await this.#settle(() => (stored ? delivery.ack() : delivery.reject(true)));
+      return true;
+    }
+    this.#log.info({ task, taskId: id, eta: decision.eta.toISOString() }, `Task ${task}[${id}] retry: Retry in ${((decision.eta.getTime() - this.#now().getTime()) / 1000).toFixed(1)}s (ran ${seconds}s)`);
+    try {
+      await this.#o.broker.publish(retryMessage(delivery.message, message.headers, decision.eta), { queue: delivery.queue });
+    } catch (err) {
+      this.#log.warn({ err, task, taskId: id }, 'could not publish the retry; returning the task to the queue');
+      await this.#settle(() => delivery.reject(true));
+      return true;
+    }
+    await this.#store(message, States.RETRY, exc as unknown as Json, traceback, [[[id, null], null]]);
+    await this.#settle(() => delivery.ack());
+    this.#processed += 1;
+    return true;
   }
 
   #context(job: Job, signal: AbortSignal): TaskContext {
@@ -239,6 +274,7 @@ export class Worker {
       hostname: this.#o.hostname,
       redelivered: job.delivery.redelivered,
       signal,
+      retry: (options) => { throw new Retry(options); },
       // created on first use: a child logger per task is measurable at thousands of tasks/s
       get log(): Logger {
         log ??= parent.child({ task: headers.task, taskId: headers.id });

@@ -99,6 +99,7 @@ describe('real Python Celery client → Redis → our Node worker', { skip }, ()
       },
       'tasks.fail': () => { throw new TsWorkerError('it broke in node'); },
       'tasks.type_error': () => { throw new TypeError('wrong type'); },
+      'tasks.retry_once': (value: number, ctx: TaskContext) => (ctx.retries === 0 ? ctx.retry({ countdown: 2, exc: new Error('transient') }) : value),
     });
     worker = new Worker({ broker, backend, registry, queues: [queue], concurrency: 4, prefetchMultiplier: 4, hostname: `interop.${process.pid}@test`, logger: silentLogger, shutdownTimeout: 5 });
     await worker.start();
@@ -136,6 +137,17 @@ describe('real Python Celery client → Redis → our Node worker', { skip }, ()
     assert.equal(r.code, 1);
     assert.equal(r.json.exception.type, 'TypeError');
     assert.equal(r.json.exception.module, 'builtins');
+  });
+
+  it('a Node handler that retries: the Python client sees RETRY, then gets the value of the second run', async () => {
+    const sent = await runCeleryClient(['send', 'tasks.retry_once', '7', '--queue', queue, '--no-wait'], urls);
+    assert.equal(sent.code, 0, sent.stdout + sent.stderr);
+    let state = '';
+    for (let i = 0; i < 20 && state !== 'RETRY'; i += 1) state = (await runCeleryClient(['state', sent.json.id], urls)).json.state;
+    assert.equal(state, 'RETRY', 'the Python client reads the RETRY state during the 2 s countdown');
+    const got = await runCeleryClient(['get', sent.json.id, '--timeout', '20'], urls);
+    assert.equal(got.code, 0, got.stdout + got.stderr);
+    assert.equal(got.json.result, 7);
   });
 
   it('an unregistered task fails with NotRegistered, as a Python worker does', async () => {

@@ -40,6 +40,16 @@ function registry(log: string[]): TaskRegistry {
       return `cleaned up after ${(ctx.signal.reason as Error).name}`;
     },
     'tasks.bigint': () => 10n,
+    'tasks.flaky': (key: string, ctx: TaskContext) => {
+      log.push(`${key}@${ctx.retries}`);
+      if (ctx.retries === 0) ctx.retry({ countdown: 0.1, exc: new Error('transient') });
+      return ctx.retries;
+    },
+    'tasks.always_type_error': {
+      handler: (key: string) => { log.push(key); throw new TypeError('still broken'); },
+      autoretryFor: [TypeError], maxRetries: 2, retryDelay: 0.05,
+    },
+    'tasks.retry_forever': (key: string, ctx: TaskContext) => { log.push(key); return ctx.retry({ countdown: 0.01, maxRetries: 1 }); },
   });
 }
 
@@ -196,6 +206,48 @@ export function workerSuite(name: string, make: () => Promise<Adapters>): void {
       const meta = await result(a.backend, c.id);
       assert.equal(meta.status, 'FAILURE');
       assert.match(JSON.stringify(meta.result), /not JSON serializable/);
+    });
+
+    it('ctx.retry republishes the same id with retries + 1 and stores RETRY, then SUCCESS (parent_id = own id)', async () => {
+      const q = `wq-${randomUUID()}`;
+      await start(q);
+      const c = call('tasks.flaky', [q]);
+      const seen: ResultMeta[] = [];
+      const unlisten = await a.backend.listen(c.id, (m) => seen.push(m));
+      await publish(q, c);
+      const meta = await result(a.backend, c.id);
+      unlisten();
+      assert.equal(meta.status, 'SUCCESS');
+      assert.equal(meta.result, 1, 'the second run saw retries = 1');
+      assert.equal(meta.parent_id, c.id);
+      assert.deepEqual(seen.map((m) => m.status), ['STARTED', 'RETRY', 'STARTED', 'SUCCESS']);
+      const retry = seen[1]!;
+      assert.deepEqual(retry.result, { exc_type: 'Error', exc_message: ['transient'], exc_module: 'celery_gateway.errors' });
+      assert.deepEqual(retry.children, [[[c.id, null], null]]);
+      assert.deepEqual(log.filter((l) => l.startsWith(q)), [`${q}@0`, `${q}@1`]);
+    });
+
+    it('autoretryFor retries up to maxRetries, then stores the original error', async () => {
+      const q = `wq-${randomUUID()}`;
+      await start(q);
+      const c = call('tasks.always_type_error', [`auto-${q}`]);
+      await publish(q, c);
+      const meta = await waitForResult(a.backend, c.id, 5000).then(async (m) => (m?.status === 'FAILURE' ? m : result(a.backend, c.id)));
+      assert.equal(meta.status, 'FAILURE');
+      assert.deepEqual(meta.result, { exc_type: 'TypeError', exc_message: ['still broken'], exc_module: 'builtins' });
+      assert.equal(log.filter((l) => l === `auto-${q}`).length, 3, 'first run + 2 retries');
+    });
+
+    it('a retry past the limit without an error fails with MaxRetriesExceededError', async () => {
+      const q = `wq-${randomUUID()}`;
+      await start(q);
+      const c = call('tasks.retry_forever', [`max-${q}`]);
+      await publish(q, c);
+      let meta = await result(a.backend, c.id);
+      for (let i = 0; i < 50 && meta.status !== 'FAILURE'; i += 1) meta = await result(a.backend, c.id);
+      assert.equal(meta.status, 'FAILURE');
+      assert.equal((meta.result as { exc_type: string }).exc_type, 'MaxRetriesExceededError');
+      assert.equal(log.filter((l) => l === `max-${q}`).length, 2);
     });
 
     it('runs at most `concurrency` tasks at once', async () => {
