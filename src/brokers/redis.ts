@@ -80,7 +80,8 @@ export class RedisBroker implements Broker {
     this.displayUrl = redactUrl(options.url);
     this.#log = options.logger;
     this.#visibilityTimeoutSec = options.visibilityTimeoutSec ?? 3600;
-    this.#restoreIntervalMs = options.restoreIntervalMs ?? 60_000;
+    // restore at least twice per visibility timeout (kombu: about every 100 s, for its 1 h default)
+    this.#restoreIntervalMs = options.restoreIntervalMs ?? Math.min(60_000, (this.#visibilityTimeoutSec * 1000) / 2);
     this.#pollTimeoutSec = options.pollTimeoutSec ?? 1;
     this.#client = withScripts(connectRedis(options.url, options.logger, { enableAutoPipelining: true }));
   }
@@ -137,6 +138,14 @@ export class RedisBroker implements Broker {
       throw unavailable(err, CODE);
     });
     const sub = new RedisSubscription(this, blocking, options, onDelivery, this.#pollTimeoutSec, this.#log);
+    // Keep what this consumer holds (ETA tasks, long runs) fresh in unacked_index, so no restore — ours
+    // or a Python worker's — delivers it a second time while we are alive (Celery's duplicate-ETA bug,
+    // celery#4400). If we die, the entries age and are restored after the visibility timeout.
+    sub.touchTimer = setInterval(() => {
+      const tags = sub.held();
+      if (tags.length > 0) void this.touch(tags).catch((err: unknown) => this.#log?.warn({ err: (err as Error).message }, 'could not refresh unacked messages'));
+    }, Math.min(60_000, (this.#visibilityTimeoutSec * 1000) / 3));
+    sub.touchTimer.unref();
     this.#subscriptions.add(sub);
     sub.done.finally(() => this.#subscriptions.delete(sub));
     const restore = (): void => {
@@ -150,6 +159,12 @@ export class RedisBroker implements Broker {
     sub.restoreTimer.unref();
     sub.start();
     return sub;
+  }
+
+  /** Mark held messages as delivered now (ZADD XX: only those still unacked). */
+  async touch(tags: readonly string[], nowMs = Date.now()): Promise<void> {
+    const score = (nowMs / 1000).toFixed(6);
+    await this.#client.zadd(UNACKED_INDEX, 'XX', ...tags.flatMap((tag) => [score, tag]));
   }
 
   async ack(tag: string): Promise<void> {
@@ -252,6 +267,9 @@ export class RedisBroker implements Broker {
 /** One consumer: a loop on its own (blocking) connection that fetches while under the prefetch bound. */
 class RedisSubscription implements Subscription {
   restoreTimer: NodeJS.Timeout | undefined;
+  touchTimer: NodeJS.Timeout | undefined;
+  /** delivery tags handed out and not settled yet */
+  readonly #held = new Set<string>();
   readonly done: Promise<void>;
   #resolveDone: () => void = () => {};
   #active = true;
@@ -280,6 +298,10 @@ class RedisSubscription implements Subscription {
     void this.#loop().finally(() => this.#resolveDone());
   }
 
+  held(): string[] {
+    return [...this.#held];
+  }
+
   setPrefetch(prefetch: number): void {
     this.prefetch = prefetch;
     this.#wake?.();
@@ -289,6 +311,7 @@ class RedisSubscription implements Subscription {
     if (this.#active) {
       this.#active = false;
       clearInterval(this.restoreTimer);
+      clearInterval(this.touchTimer);
       this.#wake?.();
       // End a BRPOP in progress now rather than at its timeout: UNBLOCK makes it return nil, so no
       // message is lost (disconnecting could drop one the server already popped). The UNBLOCK may
@@ -384,10 +407,12 @@ class RedisSubscription implements Subscription {
     if (!this.#active) return tag || undefined;
     this.#unsettled += 1;
     let settled = false;
+    if (tag) this.#held.add(tag);
     const settle = async (action: () => Promise<unknown>): Promise<void> => {
       if (settled) return;
       settled = true;
       this.#unsettled -= 1;
+      this.#held.delete(tag);
       this.#wake?.();
       if (tag) await action();
     };
