@@ -36,6 +36,8 @@ export interface Config {
   idempotencyTtl: number;
   /** AMQP: x-max-priority of declared queues (Celery's task_queue_max_priority); 0 = none */
   queueMaxPriority: number;
+  /** most long-polls / event streams open at once per instance */
+  maxLongPolls: number;
   /** Celery's task_routes as JSON: {"glob": {queue, exchange, routing_key, priority}} */
   taskRoutes: string;
   /** most nodes (signatures) one workflow may have */
@@ -63,6 +65,7 @@ export const SETTINGS = {
   apiKeysFile: { env: 'API_KEYS_FILE', default: '', doc: 'A file holding the API_KEYS JSON' },
   rateLimitPerMinute: { env: 'RATE_LIMIT_PER_MINUTE', default: '0', doc: 'Requests per minute per API key (per address without auth); 0 = no limit. Shared through Redis when configured' },
   idempotencyTtl: { env: 'IDEMPOTENCY_TTL', default: '86400', doc: 'Seconds an Idempotency-Key answer is replayed' },
+  maxLongPolls: { env: 'MAX_LONG_POLLS', default: '10000', doc: 'Most long-polls and event streams open at once per gateway instance (more get 503 GW_ERR_TOO_MANY_WAITS)' },
   taskRoutes: { env: 'CELERY_TASK_ROUTES', default: '', doc: 'Routing by task name (Celery\'s task_routes) as JSON: {"reports.*": {"queue": "reports"}, "billing.*": {"exchange": "billing", "routing_key": "charge"}}' },
   workflowMaxNodes: { env: 'WORKFLOW_MAX_NODES', default: '1000', doc: 'Most signatures one POST /workflows may hold' },
   workflowMaxDepth: { env: 'WORKFLOW_MAX_DEPTH', default: '32', doc: 'Deepest nesting of one POST /workflows spec' },
@@ -118,6 +121,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: P
     rateLimitPerMinute: num('rateLimitPerMinute', raw('rateLimitPerMinute'), 0, 10_000_000),
     idempotencyTtl: num('idempotencyTtl', raw('idempotencyTtl'), 1, 30 * 86400),
     queueMaxPriority: num('queueMaxPriority', raw('queueMaxPriority'), 0, 255),
+    maxLongPolls: num('maxLongPolls', raw('maxLongPolls'), 1, 1_000_000),
     taskRoutes: raw('taskRoutes'),
     workflowMaxNodes: num('workflowMaxNodes', raw('workflowMaxNodes'), 1, 100_000),
     workflowMaxDepth: num('workflowMaxDepth', raw('workflowMaxDepth'), 1, 1000),

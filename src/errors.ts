@@ -35,6 +35,7 @@ export const ERRORS = {
   GW_ERR_RESULT_NOT_FOUND: { status: 404, description: 'The task id was never submitted through this gateway and the result backend has no result for it.' },
   GW_ERR_BROKER_UNAVAILABLE: { status: 503, description: 'The broker could not be reached or did not take the message; nothing was published.' },
   GW_ERR_BACKEND_UNAVAILABLE: { status: 503, description: 'The result backend could not be reached.' },
+  GW_ERR_TOO_MANY_WAITS: { status: 503, description: 'MAX_LONG_POLLS long-polls or event streams are open on this instance; retry shortly (Retry-After), or read without ?wait.' },
   GW_ERR_SHUTTING_DOWN: { status: 503, description: 'The gateway is shutting down and takes no new requests.' },
   GW_ERR_INTERNAL: { status: 500, description: 'An unexpected error; the logs carry the details.' },
   GW_ERR_CONFIG: { status: 500, description: 'Invalid configuration at start-up (bad URL, unknown scheme, bad number).' },

@@ -39,7 +39,7 @@ import { openapiInfo } from './openapi-info.ts';
 export interface AppDeps {
   broker: Broker;
   backend: ResultBackend;
-  config: Pick<Config, 'defaultQueue' | 'bodyLimit' | 'maxWaitSeconds' | 'rateLimitPerMinute' | 'idempotencyTtl' | 'resultExpires'>;
+  config: Pick<Config, 'defaultQueue' | 'bodyLimit' | 'maxWaitSeconds' | 'rateLimitPerMinute' | 'idempotencyTtl' | 'resultExpires'> & Partial<Pick<Config, 'maxLongPolls'>>;
   logger: Logger;
   /** API keys; absent = no authentication (dev) */
   keys?: KeyRing;
@@ -125,7 +125,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(tasksRoutes, { producer });
   await app.register(workflowsRoutes, { producer, backend: deps.backend, ...(deps.workflowLimits ? { limits: deps.workflowLimits } : {}) });
-  await app.register(resultsRoutes, { backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, shutdown: shutdown.signal, metrics });
+  await app.register(resultsRoutes, { backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, shutdown: shutdown.signal, metrics, ...(deps.config.maxLongPolls ? { maxLongPolls: deps.config.maxLongPolls } : {}) });
   await app.register(healthRoutes, { broker: deps.broker, backend: deps.backend });
   await app.register(queuesRoutes, { broker: deps.broker, producer });
   await app.register(revokeRoutes, { broker: deps.broker, revoked: new RevokedSet(state, deps.config.resultExpires) });

@@ -89,6 +89,27 @@ describe('GET /results/:id (real socket, memory backend)', () => {
   });
 });
 
+describe('MAX_LONG_POLLS', () => {
+  it('refuses a long-poll past the limit with 503 GW_ERR_TOO_MANY_WAITS and Retry-After; frees the slot after', async () => {
+    const gw = await startGateway({ env: { MAX_LONG_POLLS: '1' } });
+    try {
+      const { json } = await gw.post('/tasks/tasks.add', { args: [1, 2] });
+      const first = gw.get(`/results/${json.id}?wait=0.5`);
+      await new Promise((r) => setTimeout(r, 100));
+      const second = await gw.get(`/results/${json.id}?wait=0.5`);
+      assert.equal(second.status, 503);
+      assert.equal(second.json.code, 'GW_ERR_TOO_MANY_WAITS');
+      assert.equal(second.headers.get('retry-after'), '1');
+      const plain = await gw.get(`/results/${json.id}`);
+      assert.equal(plain.status, 200, 'a read without wait needs no slot');
+      assert.equal((await first).status, 200);
+      assert.equal((await gw.get(`/results/${json.id}?wait=0.1`)).status, 200, 'the slot is free again');
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe('GET /results/:id/events (Server-Sent Events)', () => {
   it('streams each state change and ends after the ready state', async () => {
     const gw = await startGateway();

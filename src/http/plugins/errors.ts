@@ -56,6 +56,7 @@ export function errorHandler(this: FastifyInstance, err: FastifyError, request: 
   const body = classify(err);
   if (body.statusCode >= 500) request.log.error({ err }, 'request failed');
   else request.log.info({ code: body.code, msg: body.message }, 'request refused');
+  if (body.code === 'GW_ERR_TOO_MANY_WAITS') void reply.header('retry-after', '1');
   void reply.code(body.statusCode).type('application/json').send(body);
 }
 

@@ -21,9 +21,27 @@ export interface ResultsRoutesOptions {
   /** aborted when the gateway shuts down: long-polls answer at once with the current state */
   shutdown: AbortSignal;
   metrics?: GatewayMetrics;
+  /** most long-polls and event streams open at once (MAX_LONG_POLLS) */
+  maxLongPolls?: number;
 }
 
-export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (app, { backend, maxWaitSeconds, shutdown, metrics }) => {
+export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (app, { backend, maxWaitSeconds, shutdown, metrics, maxLongPolls = 10_000 }) => {
+  let open = 0;
+  /** a slot for a long-poll or a stream; refused (503, Retry-After) when all are taken */
+  const claim = (): (() => void) => {
+    if (open >= maxLongPolls) {
+      throw new GatewayError('GW_ERR_TOO_MANY_WAITS', `${maxLongPolls} long-polls are open (MAX_LONG_POLLS): retry shortly, or read without ?wait`);
+    }
+    open += 1;
+    metrics?.openLongPolls.inc();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      open -= 1;
+      metrics?.openLongPolls.dec();
+    };
+  };
   app.get<ResultRoute>('/results/:id', {
     schema: {
       summary: 'Get a task result',
@@ -36,6 +54,7 @@ export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (ap
         properties: { wait: { type: 'number', minimum: 0, maximum: maxWaitSeconds, description: `Seconds to wait for a ready state (max ${maxWaitSeconds})` } },
       },
       response: { 200: resultSchema, ...errorResponses(400, 404, 503) },
+      // 503 also when MAX_LONG_POLLS long-polls are open (GW_ERR_TOO_MANY_WAITS)
     },
   }, async (request, reply) => {
     const { id } = request.params;
@@ -45,13 +64,13 @@ export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (ap
     reply.raw.once('close', onClose);
     try {
       const signal = AbortSignal.any([gone.signal, shutdown]);
-      if (waitMs > 0) metrics?.openLongPolls.inc();
+      const release = waitMs > 0 ? claim() : undefined;
       let meta;
       try {
         meta = await waitForResult(backend, id, waitMs, signal);
       } finally {
-        if (waitMs > 0) {
-          metrics?.openLongPolls.dec();
+        if (release) {
+          release();
           const outcome = meta && READY_STATES.has(meta.status) ? 'ready' : signal.aborted ? 'aborted' : 'timeout';
           metrics?.resultWaits.inc({ outcome });
         }
@@ -86,9 +105,11 @@ export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (ap
     };
     const queued: ResultMeta[] = [];
     let streaming = false;
-    const unlisten = await backend.listen(id, (meta) => (streaming ? send(resultView(id, meta)) : queued.push(meta)));
+    const release = claim();
+    let unlisten: () => void = () => {};
     let heartbeat: NodeJS.Timeout | undefined;
     try {
+      unlisten = await backend.listen(id, (meta) => (streaming ? send(resultView(id, meta)) : queued.push(meta)));
       const stored = await backend.get(id);
       if (!stored && queued.length === 0 && !(await backend.wasSubmitted(id))) {
         throw new GatewayError('GW_ERR_RESULT_NOT_FOUND', `no task ${id}: it was not submitted through this gateway and the result backend has no result for it`);
@@ -101,12 +122,11 @@ export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (ap
       heartbeat = setInterval(() => reply.raw.write(': keep-alive\n\n'), 15_000);
       reply.raw.once('close', finish);
       shutdown.addEventListener('abort', finish, { once: true });
-      metrics?.openLongPolls.inc();
       await finished;
-      metrics?.openLongPolls.dec();
       shutdown.removeEventListener('abort', finish);
       reply.raw.end();
     } finally {
+      release();
       clearInterval(heartbeat);
       unlisten();
     }
