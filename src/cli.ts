@@ -50,6 +50,29 @@ Environment (defaults in brackets):
 ${Object.values(SETTINGS).map((s) => `  ${s.env.padEnd(34)} ${s.doc} [${s.default || 'see text'}]`).join('\n')}
 `;
 
+/** `celery-gateway <command> --help` */
+const COMMAND_HELP: Record<string, string> = {
+  serve: `celery-gateway serve [--host H] [--port P] [-l LEVEL]
+  The HTTP gateway. Requires API keys (API_KEYS / API_KEYS_FILE) unless AUTH=none.
+  Broker and results from CELERY_BROKER_URL / CELERY_RESULT_BACKEND; see celery-gateway --help for every variable.
+`,
+  worker: `celery-gateway worker --tasks FILE [-Q Q1,Q2] [-c N] [-n NAME] [--prefetch-multiplier N] [-l LEVEL]
+  A Node worker: runs the handlers FILE exports (default export { "task.name": handler }), JS or TS.
+  Late ack; SIGTERM finishes running tasks (SHUTDOWN_TIMEOUT) and returns the rest; a second signal exits.
+`,
+  beat: `celery-gateway beat [--schedule FILE] [--catch-up once|skip]
+  Publishes periodic tasks. Run as many as you like: one leads (Redis lock). FILE is JSON
+  {"name": {"task", "args", "kwargs", "options", "every" | "cron" + "timezone" | "at"}}; see docs/beat.md.
+`,
+  dev: `celery-gateway dev [--tasks FILE] [--schedule FILE] [--port P]
+  Gateway + worker + beat in one process, open (no API keys), on memory:// unless CELERY_BROKER_URL is set.
+  With no flags it runs examples/tasks.ts and examples/schedule.json (npm start).
+`,
+  'hash-key': `celery-gateway hash-key KEY
+  Prints sha256:<hex> for KEY, to put in API_KEYS; give KEY itself to the client (Authorization: Bearer KEY).
+`,
+};
+
 const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
@@ -97,7 +120,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   const command = positionals[0];
   if (values.version) { process.stdout.write(`${VERSION}\n`); return; }
-  if (values.help || !command) { process.stdout.write(HELP); return; }
+  if (values.help || !command) { process.stdout.write(command && COMMAND_HELP[command] ? COMMAND_HELP[command] : HELP); return; }
   if (command === 'hash-key') {
     const secret = positionals[1];
     if (!secret || secret.length < 16) throw new GatewayError('GW_ERR_CONFIG', 'hash-key needs a key of at least 16 characters (e.g. from `openssl rand -hex 24`)');

@@ -51,6 +51,13 @@ describe('celery-gateway CLI', () => {
     assert.match(cli.output(), /hour 25/);
   });
 
+  it('worker --help describes the worker', async () => {
+    const cli = runCli(['worker', '--help']);
+    assert.equal(await new Promise((resolve) => cli.child.once('exit', resolve)), 0);
+    assert.match(cli.output(), /^celery-gateway worker --tasks FILE/);
+    assert.doesNotMatch(cli.output(), /CELERY_RESULT_BACKEND/);
+  });
+
   it('--help lists the commands and the environment', async () => {
     const cli = runCli(['--help']);
     assert.equal(await new Promise((resolve) => cli.child.once('exit', resolve)), 0);
