@@ -177,6 +177,38 @@ export class AmqpBroker implements Broker {
     });
   }
 
+  /**
+   * Celery's pidbox queue: non-durable, auto-delete, `x-expires` 10 s, `x-message-ttl` 300 s, bound to the
+   * fanout exchange, consumed without ack. (Not re-created after a reconnect yet: see the README.)
+   */
+  async listenBroadcast(exchange: string, queue: string, onMessage: (message: RawMessage) => void): Promise<() => Promise<void>> {
+    const model = await this.conn.get();
+    const ch = await model.createChannel();
+    ch.on('error', (err: unknown) => this.log?.warn({ err: errorText(err), exchange }, 'broadcast channel error'));
+    try {
+      await ch.assertExchange(exchange, 'fanout', { durable: false, autoDelete: false });
+      await ch.assertQueue(queue, { durable: false, autoDelete: true, arguments: { 'x-expires': 10_000, 'x-message-ttl': 300_000 } });
+      await ch.bindQueue(queue, exchange, '');
+      await ch.consume(queue, (msg) => { if (msg) onMessage(toRawMessage(msg)); }, { noAck: true });
+    } catch (err) {
+      await ch.close().catch(() => {});
+      throw unavailable(`cannot listen on ${exchange}: ${errorText(err)}`, err);
+    }
+    return async () => { await ch.close().catch(() => {}); };
+  }
+
+  async publishToExchange(message: RawMessage, exchange: string, routingKey: string): Promise<void> {
+    if (this.closing) throw unavailable('broker closed');
+    const ch = await this.publishSlot.get(await this.conn.get()).catch((err: unknown) => { throw unavailable(`cannot open a channel: ${errorText(err)}`, err); });
+    await new Promise<void>((resolve, reject) => {
+      try {
+        ch.publish(exchange, routingKey, Buffer.from(message.body, 'utf8'), publishOptions(message), (err: unknown) => (err ? reject(unavailable(`not confirmed: ${errorText(err)}`, err)) : resolve()));
+      } catch (err) {
+        reject(unavailable(`cannot publish: ${errorText(err)}`, err));
+      }
+    });
+  }
+
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
     if (this.closing) throw unavailable('broker closed');
     const model = await this.conn.get();

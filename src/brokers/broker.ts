@@ -57,6 +57,14 @@ export interface Broker {
    * moment gets a copy, nothing is kept for later ones. Redis: PUBLISH on `/<db>.<exchange>`.
    */
   broadcast(message: RawMessage, exchange: string): Promise<void>;
+  /**
+   * Receive what is broadcast on a fanout exchange (Celery's `celery.pidbox`) while this node is up.
+   * AMQP: a queue `queue` (non-durable, auto-delete, as Celery's `<node>.celery.pidbox`) bound to it;
+   * Redis: SUBSCRIBE `/<db>.<exchange>`. Resolves with a function that stops listening.
+   */
+  listenBroadcast(exchange: string, queue: string, onMessage: (message: RawMessage) => void): Promise<() => Promise<void>>;
+  /** Publish to a direct exchange by routing key only (Celery's `reply.celery.pidbox` replies). */
+  publishToExchange(message: RawMessage, exchange: string, routingKey: string): Promise<void>;
   /** messages waiting in a queue (all priority levels) */
   queueLength(queue: string): Promise<number>;
   /** rejects when the broker cannot be reached */

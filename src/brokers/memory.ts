@@ -123,9 +123,24 @@ export class MemoryBroker implements Broker {
     };
   }
 
-  /** No process outside this one can listen: a broadcast reaches nobody (the revoked set still works). */
-  async broadcast(_message: RawMessage, _exchange: string): Promise<void> {
+  /** Reaches the listeners in this process (nothing outside it can listen). */
+  async broadcast(message: RawMessage, exchange: string): Promise<void> {
     if (this.#closed) throw new Error('broker closed');
+    for (const listener of this.#listeners.get(exchange) ?? []) setImmediate(() => listener(structuredClone(message)));
+  }
+
+  /** Broadcasts reach listeners in this process. */
+  readonly #listeners = new Map<string, Set<(message: RawMessage) => void>>();
+
+  async listenBroadcast(exchange: string, _queue: string, onMessage: (message: RawMessage) => void): Promise<() => Promise<void>> {
+    let set = this.#listeners.get(exchange);
+    if (!set) this.#listeners.set(exchange, (set = new Set()));
+    set.add(onMessage);
+    return async () => { set.delete(onMessage); };
+  }
+
+  async publishToExchange(message: RawMessage, _exchange: string, routingKey: string): Promise<void> {
+    this.#push(routingKey, { message: structuredClone(message), redelivered: false });
   }
 
   async queueLength(queue: string): Promise<number> {

@@ -130,6 +130,30 @@ export class RedisBroker implements Broker {
     }
   }
 
+  async listenBroadcast(exchange: string, _queue: string, onMessage: (message: RawMessage) => void): Promise<() => Promise<void>> {
+    const sub = connectRedis(this.#url, this.#log, { enableOfflineQueue: true, maxRetriesPerRequest: null });
+    const channel = `/${this.#client.options.db ?? 0}.${exchange}`;
+    sub.on('message', (_channel: string, text: string) => {
+      try {
+        onMessage(decodeEnvelope(text).message);
+      } catch (err) {
+        this.#log?.warn({ err: (err as Error).message, channel }, 'ignoring an unreadable broadcast');
+      }
+    });
+    try {
+      await sub.subscribe(channel);
+    } catch (err) {
+      sub.disconnect();
+      throw unavailable(err, CODE);
+    }
+    return async () => { await sub.quit().catch(() => sub.disconnect()); };
+  }
+
+  /** kombu's direct-exchange emulation: LPUSH to every queue bound with this routing key. */
+  async publishToExchange(message: RawMessage, exchange: string, routingKey: string): Promise<void> {
+    await this.publish(message, { queue: routingKey, exchange, routingKey });
+  }
+
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
     await whenReady(this.#client, CODE).catch((err: unknown) => { throw unavailable(err, CODE); });
     const blocking = withScripts(connectRedis(this.#url, this.#log, { enableAutoPipelining: false, enableOfflineQueue: true, maxRetriesPerRequest: null }));

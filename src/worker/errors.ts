@@ -34,3 +34,14 @@ export class WorkerShutdown extends Error {
     super('worker shutting down');
   }
 }
+
+/** Revoked with terminate while running: the handler's AbortSignal fires with this reason. */
+export class TaskRevoked extends Error {
+  override readonly name = 'TaskRevokedError';
+  readonly excType = 'TaskRevokedError';
+  readonly excModule = 'celery.exceptions';
+  readonly excMessage = ['terminated'];
+  constructor(taskId: string) {
+    super(`task ${taskId} revoked (terminate)`);
+  }
+}

@@ -35,20 +35,23 @@ export async function execute(
       const soft = limits.soft;
       timers.push(setTimeout(() => abort.abort(new SoftTimeLimitExceeded(soft)), soft * 1000));
     }
-    let value: unknown;
     if (limits.hard !== null) {
       const hard = limits.hard;
-      const expired = new Promise<never>((_, reject) => {
-        timers.push(setTimeout(() => {
-          const err = new TimeLimitExceeded(hard);
-          abort.abort(err);
-          reject(err);
-        }, hard * 1000));
-      });
-      run.catch(() => {}); // a handler that fails after the hard limit is already accounted for
-      value = await Promise.race([run, expired]);
-    } else {
-      value = await run;
+      timers.push(setTimeout(() => abort.abort(new TimeLimitExceeded(hard)), hard * 1000));
+    }
+    // Any abort but the soft limit ends the run now (hard limit, revoke with terminate, shutdown): an
+    // async handler cannot be stopped, so its late outcome is discarded.
+    let onAbort: () => void = () => {};
+    const stopped = new Promise<never>((_, reject) => {
+      onAbort = () => { if (!(abort.signal.reason instanceof SoftTimeLimitExceeded)) reject(abort.signal.reason); };
+      abort.signal.addEventListener('abort', onAbort);
+    });
+    run.catch(() => {}); // a handler that fails after being stopped is already accounted for
+    let value: unknown;
+    try {
+      value = await Promise.race([run, stopped]);
+    } finally {
+      abort.signal.removeEventListener('abort', onAbort);
     }
     return { ok: true, value: (value === undefined ? null : value) as Json, runtimeMs: performance.now() - started };
   } catch (error) {

@@ -9,11 +9,12 @@ import type { RevokedSet } from '../state/revoked.ts';
 import { parseTaskMessage } from '../protocol/message.ts';
 import { buildMeta, celeryException, encodeError } from '../protocol/result-meta.ts';
 import { parseIsoDate } from '../protocol/time.ts';
-import { States, type Json, type ResultMeta, type TaskMessage } from '../protocol/types.ts';
+import { States, type Json, type JsonObject, type ResultMeta, type TaskMessage } from '../protocol/types.ts';
 import { Continuation } from './continuation.ts';
-import { WorkerShutdown } from './errors.ts';
+import { TaskRevoked, WorkerShutdown } from './errors.ts';
 import { execute } from './executor.ts';
 import { decideRetry, Retry, retryMessage } from './retry.ts';
+import { startRemoteControl, type ControlTarget } from './control.ts';
 import type { TaskContext, TaskRegistry, TaskSpec } from './registry.ts';
 
 export interface WorkerOptions {
@@ -33,6 +34,8 @@ export interface WorkerOptions {
   defaultQueue?: string;
   /** the durable revoked set, checked before each task runs */
   revoked?: Pick<RevokedSet, 'get'>;
+  /** answer Celery remote control on the pidbox (ping, inspect, revoke); default true */
+  remoteControl?: boolean;
 }
 
 interface Job {
@@ -41,6 +44,8 @@ interface Job {
   spec: TaskSpec;
   /** set when a shutdown gave up waiting: the message was requeued, the late outcome is discarded */
   abandoned?: boolean;
+  /** unix seconds when it started running */
+  started?: number;
 }
 
 /** setTimeout's ceiling; longer ETAs are waited for in steps */
@@ -61,6 +66,10 @@ export class Worker {
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   #processed = 0;
+  /** ids revoked through remote control (Celery keeps the same in memory) */
+  readonly #revokedHere = new Set<string>();
+  #stopControl: (() => Promise<void>) | undefined;
+  readonly #perTask = new Map<string, number>();
   /** canvas: callbacks, chain steps, chords and Celery's built-in tasks (src/worker/continuation.ts) */
   readonly #canvas: Continuation;
 
@@ -83,10 +92,47 @@ export class Worker {
   }
 
   async start(): Promise<void> {
+    if (this.#o.remoteControl !== false) this.#stopControl = await startRemoteControl(this.#o.broker, this.#controlTarget(), this.#log);
     this.#subscription = await this.#o.broker.consume(
       { queues: this.#o.queues, prefetch: this.#basePrefetch },
       (delivery) => { void this.#receive(delivery); },
     );
+  }
+
+  /** What `celery inspect` sees (same shapes as a Python worker's replies). */
+  #controlTarget(): ControlTarget {
+    const request = (job: Job): JsonObject => {
+      const { headers, args, kwargs } = job.message;
+      return {
+        id: headers.id, name: headers.task, args, kwargs, type: headers.task, hostname: this.#o.hostname,
+        time_start: job.started ?? null, acknowledged: false, worker_pid: process.pid,
+        delivery_info: { exchange: '', routing_key: job.delivery.queue, priority: job.message.properties.priority ?? 0, redelivered: job.delivery.redelivered },
+      };
+    };
+    return {
+      hostname: this.#o.hostname,
+      registered: () => this.#o.registry.names(),
+      active: () => [...this.#active.keys()].map(request),
+      reserved: () => this.#ready.map(request),
+      scheduled: () => [...this.#scheduled.keys()].map((job) => ({ eta: job.message.headers.eta, priority: job.message.properties.priority ?? 0, request: request(job) })),
+      stats: () => ({
+        pid: process.pid,
+        total: Object.fromEntries(this.#perTask),
+        pool: { 'max-concurrency': this.#o.concurrency, implementation: 'celery-gateway:async' },
+        prefetch_count: this.#basePrefetch + this.#scheduled.size,
+        uptime: Math.round(process.uptime()),
+        sw_ident: 'celery-gateway',
+        broker: { transport: this.#o.broker.kind },
+      }),
+      revoked: () => [...this.#revokedHere],
+      revoke: (ids, terminate) => {
+        for (const id of ids) {
+          this.#revokedHere.add(id);
+          if (!terminate) continue;
+          for (const [job, abort] of this.#active) if (job.message.headers.id === id) abort.abort(new TaskRevoked(id));
+        }
+      },
+    };
   }
 
   /** Warm shutdown, memoised: stop consuming, requeue what has not started, wait for running tasks. */
@@ -159,7 +205,7 @@ export class Worker {
   async #revokeIfExpired(job: Job, checkRevoked = false): Promise<boolean> {
     const expires = job.message.headers.expires ? parseIsoDate(job.message.headers.expires) : null;
     const expired = expires !== null && expires.getTime() <= this.#now().getTime();
-    const revoked = !expired && checkRevoked && this.#o.revoked ? await this.#isRevoked(job.message.headers.id) : false;
+    const revoked = !expired && (this.#revokedHere.has(job.message.headers.id) || (checkRevoked && this.#o.revoked ? await this.#isRevoked(job.message.headers.id) : false));
     if (!expired && !revoked) return false;
     const { task, id } = job.message.headers;
     this.#log.info({ task, taskId: id }, `Discarding ${expired ? 'expired' : 'revoked'} task ${task}[${id}]`);
@@ -188,6 +234,8 @@ export class Worker {
     const { task, id } = message.headers;
     try {
       if (await this.#revokeIfExpired(job, true)) return;
+      job.started = Date.now() / 1000;
+      this.#perTask.set(task, (this.#perTask.get(task) ?? 0) + 1);
       if (spec.trackStarted !== false) {
         await this.#store(message, States.STARTED, { pid: process.pid, hostname: this.#o.hostname });
       }
@@ -197,6 +245,13 @@ export class Worker {
         soft: soft ?? spec.softTimeLimit ?? null,
       });
       if (job.abandoned) return;
+      if (abort.signal.reason instanceof TaskRevoked) {
+        // revoked with terminate: REVOKED whatever the handler did after its signal fired (as Celery)
+        this.#log.info({ task, taskId: id }, `Task ${task}[${id}] terminated (revoked)`);
+        const stored = await this.#store(message, States.REVOKED, celeryException('TaskRevokedError', 'terminated') as unknown as Json);
+        await this.#settle(() => (stored ? delivery.ack() : delivery.reject(true)));
+        return;
+      }
       const seconds = (outcome.runtimeMs / 1000).toFixed(6);
       let stored: boolean;
       if (outcome.ok) {
@@ -340,6 +395,7 @@ export class Worker {
 
   async #shutdown(): Promise<void> {
     this.#log.info('warm shutdown: no new tasks; waiting for running ones');
+    await this.#stopControl?.().catch(() => {});
     await this.#subscription?.cancel();
     const unstarted = [...this.#ready, ...this.#scheduled.keys()];
     for (const timer of this.#scheduled.values()) clearTimeout(timer);

@@ -120,6 +120,14 @@ describe('real Python client → RabbitMQ → our Node worker (Redis results)', 
     assert.equal(r.json.result, 2);
   });
 
+  it('celery inspect ping lists our Node worker (pidbox on RabbitMQ)', async () => {
+    const ping = await runCeleryClient(['ping', '--timeout', '2'], urls);
+    const replies = Object.assign({}, ...(ping.json.replies as object[]));
+    assert.deepEqual(replies[`amqp.${process.pid}@test`], { ok: 'pong' }, ping.stdout);
+    const registered = await runCeleryClient(['inspect', 'registered'], urls);
+    assert.ok(registered.json.registered[`amqp.${process.pid}@test`].includes('tasks.add'), registered.stdout);
+  });
+
   it('a throwing handler makes Python raise an exception of that name', async () => {
     const r = await runCeleryClient(['send', 'tasks.fail', '--queue', queue, '--timeout', '20'], urls);
     assert.equal(r.code, 1);

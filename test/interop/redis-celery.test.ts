@@ -150,6 +150,14 @@ describe('real Python Celery client → Redis → our Node worker', { skip }, ()
     assert.equal(got.json.result, 7);
   });
 
+  it('celery inspect: ping and registered list our Node worker (pidbox on Redis)', async () => {
+    const ping = await runCeleryClient(['ping', '--timeout', '2'], urls);
+    const replies = Object.assign({}, ...(ping.json.replies as object[]));
+    assert.deepEqual(replies[`interop.${process.pid}@test`], { ok: 'pong' }, ping.stdout);
+    const registered = await runCeleryClient(['inspect', 'registered'], urls);
+    assert.ok(registered.json.registered[`interop.${process.pid}@test`].includes('tasks.retry_once'), registered.stdout);
+  });
+
   it('an unregistered task fails with NotRegistered, as a Python worker does', async () => {
     const r = await runCeleryClient(['send', 'tasks.nope', '--queue', queue, '--timeout', '20'], urls);
     assert.equal(r.code, 1);

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ResultBackend } from '../../src/backends/backend.ts';
 import { waitForResult } from '../../src/backends/wait.ts';
 import type { Broker } from '../../src/brokers/broker.ts';
+import { PIDBOX_EXCHANGE, revokeMessage } from '../../src/protocol/control.ts';
 import { buildTaskMessage, type TaskCall } from '../../src/protocol/message.ts';
 import type { ResultMeta } from '../../src/protocol/types.ts';
 import { TaskRegistry, type TaskContext } from '../../src/worker/registry.ts';
@@ -248,6 +249,22 @@ export function workerSuite(name: string, make: () => Promise<Adapters>): void {
       assert.equal(meta.status, 'FAILURE');
       assert.equal((meta.result as { exc_type: string }).exc_type, 'MaxRetriesExceededError');
       assert.equal(log.filter((l) => l === `max-${q}`).length, 2);
+    });
+
+    it('obeys a pidbox revoke with terminate: the running handler is aborted and REVOKED is stored', async () => {
+      const q = `wq-${randomUUID()}`;
+      await start(q);
+      const c = call('tasks.slow', [5000]);
+      await publish(q, c);
+      let started = false;
+      for (let i = 0; i < 100 && !started; i += 1) { started = (await a.backend.get(c.id))?.status === 'STARTED'; await sleep(10); }
+      assert.ok(started, 'the task is running');
+      const t0 = Date.now();
+      await a.broker.broadcast(revokeMessage(c.id, { terminate: true, signal: 'SIGTERM' }, new Date()), PIDBOX_EXCHANGE);
+      const meta = await result(a.backend, c.id);
+      assert.equal(meta.status, 'REVOKED');
+      assert.deepEqual(meta.result, { exc_type: 'TaskRevokedError', exc_message: ['terminated'], exc_module: 'celery.exceptions' });
+      assert.ok(Date.now() - t0 < 2000, 'aborted, not run to its end');
     });
 
     it('runs at most `concurrency` tasks at once', async () => {
