@@ -197,6 +197,26 @@ export class AmqpBroker implements Broker {
     return async () => { await ch.close().catch(() => {}); };
   }
 
+  async gatherReplies(exchange: string, routingKey: string, queue: string, timeoutMs: number, send: () => Promise<void>): Promise<RawMessage[]> {
+    const got: RawMessage[] = [];
+    const model = await this.conn.get();
+    const ch = await model.createChannel();
+    ch.on('error', () => {});
+    try {
+      await ch.assertExchange(exchange, 'direct', { durable: false, autoDelete: false });
+      await ch.assertQueue(queue, { durable: false, autoDelete: true, arguments: { 'x-expires': 10_000, 'x-message-ttl': 300_000 } });
+      await ch.bindQueue(queue, exchange, routingKey);
+      await ch.consume(queue, (msg) => { if (msg) got.push(toRawMessage(msg)); }, { noAck: true });
+      await send();
+      await new Promise((resolve) => setTimeout(resolve, timeoutMs));
+      return got;
+    } catch (err) {
+      throw unavailable(`cannot gather replies on ${queue}: ${errorText(err)}`, err);
+    } finally {
+      await ch.close().catch(() => {});
+    }
+  }
+
   async publishToExchange(message: RawMessage, exchange: string, routingKey: string): Promise<void> {
     if (this.closing) throw unavailable('broker closed');
     const ch = await this.publishSlot.get(await this.conn.get()).catch((err: unknown) => { throw unavailable(`cannot open a channel: ${errorText(err)}`, err); });

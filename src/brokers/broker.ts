@@ -65,6 +65,11 @@ export interface Broker {
   listenBroadcast(exchange: string, queue: string, onMessage: (message: RawMessage) => void): Promise<() => Promise<void>>;
   /** Publish to a direct exchange by routing key only (Celery's `reply.celery.pidbox` replies). */
   publishToExchange(message: RawMessage, exchange: string, routingKey: string): Promise<void>;
+  /**
+   * Collect replies sent to a direct exchange with `routingKey` (Celery's `<oid>.reply.celery.pidbox`
+   * queue) for `timeoutMs`. `send` is called once the reply queue is ready, to send the request.
+   */
+  gatherReplies(exchange: string, routingKey: string, queue: string, timeoutMs: number, send: () => Promise<void>): Promise<RawMessage[]>;
   /** messages waiting in a queue (all priority levels) */
   queueLength(queue: string): Promise<number>;
   /** rejects when the broker cannot be reached */

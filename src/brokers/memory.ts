@@ -143,6 +143,15 @@ export class MemoryBroker implements Broker {
     this.#push(routingKey, { message: structuredClone(message), redelivered: false });
   }
 
+  async gatherReplies(_exchange: string, routingKey: string, _queue: string, timeoutMs: number, send: () => Promise<void>): Promise<RawMessage[]> {
+    const got: RawMessage[] = [];
+    const sub = await this.consume({ queues: [routingKey], prefetch: 1000 }, (d) => { got.push(d.message); void d.ack(); });
+    await send();
+    await new Promise((resolve) => setTimeout(resolve, timeoutMs));
+    await sub.cancel();
+    return got;
+  }
+
   async queueLength(queue: string): Promise<number> {
     return (this.#queues.get(queue) ?? []).reduce((n, list) => n + list.length, 0);
   }

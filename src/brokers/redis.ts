@@ -149,6 +149,30 @@ export class RedisBroker implements Broker {
     return async () => { await sub.quit().catch(() => sub.disconnect()); };
   }
 
+  /** kombu's way: bind the reply list in `_kombu.binding.<exchange>`, then pop what arrives there. */
+  async gatherReplies(exchange: string, routingKey: string, queue: string, timeoutMs: number, send: () => Promise<void>): Promise<RawMessage[]> {
+    const got: RawMessage[] = [];
+    const reader = connectRedis(this.#url, this.#log, { enableOfflineQueue: true, maxRetriesPerRequest: null });
+    try {
+      await whenReady(this.#client, CODE);
+      await this.#client.sadd(`_kombu.binding.${exchange}`, bindingMember(routingKey, '', queue));
+      await send();
+      const deadline = Date.now() + timeoutMs;
+      for (let left = timeoutMs; left > 0; left = deadline - Date.now()) {
+        const popped = await reader.brpop(queue, Math.max(0.01, left / 1000));
+        if (!popped) break;
+        got.push(decodeEnvelope(popped[1]).message);
+      }
+      return got;
+    } catch (err) {
+      throw unavailable(err, CODE);
+    } finally {
+      reader.disconnect();
+      await this.#client.srem(`_kombu.binding.${exchange}`, bindingMember(routingKey, '', queue)).catch(() => {});
+      await this.#client.del(queue).catch(() => {});
+    }
+  }
+
   /** kombu's direct-exchange emulation: LPUSH to every queue bound with this routing key. */
   async publishToExchange(message: RawMessage, exchange: string, routingKey: string): Promise<void> {
     await this.publish(message, { queue: routingKey, exchange, routingKey });

@@ -28,6 +28,7 @@ import { flowerRoutes } from './routes/flower.ts';
 import { healthRoutes } from './routes/health.ts';
 import { queuesRoutes } from './routes/queues.ts';
 import { revokeRoutes } from './routes/revoke.ts';
+import { workersRoutes } from './routes/workers.ts';
 import { schedulesRoutes } from './routes/schedules.ts';
 import { resultsRoutes } from './routes/results.ts';
 import { tasksRoutes } from './routes/tasks.ts';
@@ -128,6 +129,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(resultsRoutes, { backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, shutdown: shutdown.signal, metrics, ...(deps.config.maxLongPolls ? { maxLongPolls: deps.config.maxLongPolls } : {}) });
   await app.register(healthRoutes, { broker: deps.broker, backend: deps.backend });
   await app.register(queuesRoutes, { broker: deps.broker, producer });
+  await app.register(workersRoutes, { broker: deps.broker });
   await app.register(revokeRoutes, { broker: deps.broker, revoked: new RevokedSet(state, deps.config.resultExpires) });
   await app.register(schedulesRoutes, { store: deps.schedules ?? new MemoryScheduleStore(), ...(deps.now ? { now: deps.now } : {}) });
   await app.register(flowerRoutes, { producer, backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, queueLength: (q) => deps.broker.queueLength(q) });

@@ -32,3 +32,26 @@ export function revokeMessage(taskId: string, options: RevokeOptions, now: Date,
     body: JSON.stringify(body),
   };
 }
+
+/** The exchange Celery's control replies go to */
+export const REPLY_EXCHANGE = 'reply.celery.pidbox';
+
+/** A broadcast request that asks for replies (`app.control.inspect().<method>()`, `ping`). */
+export function controlRequest(method: string, args: Record<string, unknown>, replyTo: string, ticket: string, now: Date, timeoutSec: number, clock = 1): RawMessage {
+  const body = {
+    method,
+    arguments: args,
+    destination: null,
+    pattern: null,
+    matcher: null,
+    ticket,
+    reply_to: { exchange: REPLY_EXCHANGE, routing_key: replyTo },
+  };
+  return {
+    headers: { clock, expires: now.getTime() / 1000 + timeoutSec },
+    properties: { delivery_mode: 2, priority: 0 },
+    contentType: 'application/json',
+    contentEncoding: 'utf-8',
+    body: JSON.stringify(body),
+  };
+}

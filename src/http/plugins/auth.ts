@@ -29,6 +29,8 @@ const ROUTE_SCOPES: Record<string, Scope> = {
   'GET /workflows/:id': 'read',
   'GET /api/task/result/:id': 'read',
   'GET /queues': 'read',
+  'GET /workers': 'read',
+  'GET /api/workers': 'read',
   'GET /api/queues/length': 'read',
   'GET /schedules': 'read',
   'GET /schedules/:name': 'read',
