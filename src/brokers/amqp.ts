@@ -51,6 +51,8 @@ export class AmqpBroker implements Broker {
   private readonly declareSlot: ChannelSlot<Channel>;
   private declared = new Map<string, Promise<void>>();
   private readonly subs = new Set<AmqpSubscription>();
+  /** pidbox listeners, set up again after every reconnect */
+  private readonly broadcastListeners = new Set<(model: ChannelModel) => Promise<void>>();
   private closing: Promise<void> | null = null;
 
   constructor(options: AmqpBrokerOptions) {
@@ -65,8 +67,9 @@ export class AmqpBroker implements Broker {
       name: 'celery-gateway broker',
       ...(options.logger ? { logger: options.logger } : {}),
       ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
-      onOpen: () => {
+      onOpen: (model) => {
         for (const sub of this.subs) void sub.ensureRunning();
+        for (const relisten of this.broadcastListeners) void relisten(model).catch(() => {});
       },
       onLost: () => {
         this.declared = new Map();
@@ -179,22 +182,30 @@ export class AmqpBroker implements Broker {
 
   /**
    * Celery's pidbox queue: non-durable, auto-delete, `x-expires` 10 s, `x-message-ttl` 300 s, bound to the
-   * fanout exchange, consumed without ack. (Not re-created after a reconnect yet: see the README.)
+   * fanout exchange, consumed without ack; set up again after every reconnect.
    */
   async listenBroadcast(exchange: string, queue: string, onMessage: (message: RawMessage) => void): Promise<() => Promise<void>> {
-    const model = await this.conn.get();
-    const ch = await model.createChannel();
-    ch.on('error', (err: unknown) => this.log?.warn({ err: errorText(err), exchange }, 'broadcast channel error'));
-    try {
-      await ch.assertExchange(exchange, 'fanout', { durable: false, autoDelete: false });
-      await ch.assertQueue(queue, { durable: false, autoDelete: true, arguments: { 'x-expires': 10_000, 'x-message-ttl': 300_000 } });
-      await ch.bindQueue(queue, exchange, '');
-      await ch.consume(queue, (msg) => { if (msg) onMessage(toRawMessage(msg)); }, { noAck: true });
-    } catch (err) {
-      await ch.close().catch(() => {});
-      throw unavailable(`cannot listen on ${exchange}: ${errorText(err)}`, err);
-    }
-    return async () => { await ch.close().catch(() => {}); };
+    let current: Channel | undefined;
+    const setup = async (model: ChannelModel): Promise<void> => {
+      const ch = await model.createChannel();
+      ch.on('error', (err: unknown) => this.log?.warn({ err: errorText(err), exchange }, 'broadcast channel error'));
+      try {
+        await ch.assertExchange(exchange, 'fanout', { durable: false, autoDelete: false });
+        await ch.assertQueue(queue, { durable: false, autoDelete: true, arguments: { 'x-expires': 10_000, 'x-message-ttl': 300_000 } });
+        await ch.bindQueue(queue, exchange, '');
+        await ch.consume(queue, (msg) => { if (msg) onMessage(toRawMessage(msg)); }, { noAck: true });
+      } catch (err) {
+        await ch.close().catch(() => {});
+        throw unavailable(`cannot listen on ${exchange}: ${errorText(err)}`, err);
+      }
+      current = ch;
+    };
+    await setup(await this.conn.get());
+    this.broadcastListeners.add(setup);
+    return async () => {
+      this.broadcastListeners.delete(setup);
+      await current?.close().catch(() => {});
+    };
   }
 
   async gatherReplies(exchange: string, routingKey: string, queue: string, timeoutMs: number, send: () => Promise<void>): Promise<RawMessage[]> {

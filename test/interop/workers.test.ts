@@ -3,6 +3,8 @@
  * side, through Celery's remote control, on Redis and on RabbitMQ.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { RedisBackend } from '../../src/backends/redis.ts';
 import { AmqpBroker } from '../../src/brokers/amqp.ts';
@@ -18,7 +20,7 @@ const REDIS = 'redis://127.0.0.1:6379/13';
 const celerySkip = (await celeryGate()) || (await redisGate(13));
 const amqpSkip = celerySkip || (await rabbitGate());
 
-function workersSuite(name: string, brokerUrl: string, makeBroker: () => Broker, skip: string | false): void {
+function workersSuite(name: string, brokerUrl: string, makeBroker: () => Broker, skip: string | false, dropConnections?: () => Promise<void>): void {
   describe(`GET /workers on ${name}: Python and Node workers`, { skip }, () => {
     const queue = `workers-${name}-${process.pid}`.replace(/\W/g, '-');
     let py: CeleryWorker;
@@ -57,6 +59,17 @@ function workersSuite(name: string, brokerUrl: string, makeBroker: () => Broker,
       assert.ok(python.registered.some((t: string) => t.startsWith('tasks.add')), python.registered.join(','));
     });
 
+    if (dropConnections) it('still answers after the broker dropped every connection (listener set up again)', async () => {
+      await dropConnections();
+      let listed = false;
+      for (let i = 0; i < 10 && !listed; i += 1) {
+        await new Promise((r) => setTimeout(r, 500));
+        const res = await gw.get('/workers?timeout=1').catch(() => null);
+        listed = res?.status === 200 && res.json.workers.some((w: any) => w.hostname === nodeName && w.ok);
+      }
+      assert.ok(listed, 'the Node worker answers ping again after reconnecting');
+    });
+
     it("Flower's /api/workers gives their inspect data", async () => {
       const res = await gw.get('/api/workers?timeout=1.5');
       assert.equal(res.status, 200);
@@ -68,4 +81,6 @@ function workersSuite(name: string, brokerUrl: string, makeBroker: () => Broker,
 }
 
 workersSuite('redis', REDIS, () => new RedisBroker({ url: REDIS, logger: silentLogger }), celerySkip);
-workersSuite('rabbitmq', amqpUrl(), () => new AmqpBroker({ url: amqpUrl(), logger: silentLogger }), amqpSkip);
+workersSuite('rabbitmq', amqpUrl(), () => new AmqpBroker({ url: amqpUrl(), logger: silentLogger }), amqpSkip, async () => {
+  await promisify(execFile)('rabbitmqctl', ['close_all_connections', 'celery-gateway reconnect test']);
+});
