@@ -29,7 +29,8 @@ async function killMidRun(brokerUrl: string, broker: Broker): Promise<{ beforeKi
   const redis = new Redis(REDIS);
   const ids = Array.from({ length: TASKS }, () => randomUUID());
   const keys = ids.map((id) => `celery-task-meta-${id}`);
-  const done = async () => (await redis.exists(...keys));
+  /** tasks finished: SUCCESS stored (a STARTED left by the killed worker does not count) */
+  const done = async () => (await redis.mget(...keys)).filter((m) => m !== null && (JSON.parse(m) as { status: string }).status === 'SUCCESS').length;
   await Promise.all(ids.map((id, i) => broker.publish(buildTaskMessage({ task: 'crash.work', id, args: [i], kwargs: {}, origin: 'test', replyTo: 'x' }, new Date()), { queue })));
   const env = { CELERY_BROKER_URL: brokerUrl, CELERY_RESULT_BACKEND: REDIS, CELERY_VISIBILITY_TIMEOUT: '2', LOG_LEVEL: 'warn' };
   const args = ['worker', '--tasks', 'test/fixtures/tasks/crash-tasks.ts', '-Q', queue, '-c', '10'];
