@@ -17,9 +17,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pingRedis, serviceGate, tcpConnect } from './services.ts';
 
 export const PYTHON = '/usr/bin/python3';
 
@@ -176,36 +176,15 @@ export async function celeryGate(): Promise<string | false> {
   return gateResult(await celeryProbe);
 }
 
-/** Resolves true when a TCP connection to host:port succeeds within timeoutMs. */
-export function tcpReachable(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host, port });
-    const done = (ok: boolean) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(timeoutMs, () => done(false));
-    sock.once('connect', () => done(true));
-    sock.once('error', () => done(false));
-  });
-}
-
-async function urlGate(url: string, defaultPort: number, what: string): Promise<string | false> {
-  const u = new URL(url);
-  const host = u.hostname || '127.0.0.1';
-  const port = u.port ? Number(u.port) : defaultPort;
-  const ok = await tcpReachable(host, port);
-  return gateResult(ok ? false : `${what} not reachable at ${host}:${port}`);
-}
-
-/** false when Redis accepts TCP connections (default 127.0.0.1:6379); skip reason / throw under CI. */
+/** Redis by URL (a real PING), for tests that hold a URL rather than a db number; see services.ts. */
 export function redisGate(url = 'redis://127.0.0.1:6379'): Promise<string | false> {
-  return urlGate(url, 6379, 'Redis');
+  return serviceGate('redis', () => pingRedis(url));
 }
 
-/** false when RabbitMQ accepts TCP connections (default 127.0.0.1:5672); skip reason / throw under CI. */
+/** RabbitMQ by URL (a TCP connect); see services.ts. */
 export function rabbitGate(url = 'amqp://guest:guest@127.0.0.1:5672//'): Promise<string | false> {
-  return urlGate(url, 5672, 'RabbitMQ');
+  const u = new URL(url);
+  return serviceGate('rabbitmq', () => tcpConnect(u.hostname || '127.0.0.1', u.port ? Number(u.port) : 5672));
 }
 
 // ---------------------------------------------------------------------------
