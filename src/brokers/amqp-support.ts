@@ -4,7 +4,7 @@
  * int64 tag, and a connection that reconnects in the background.
  */
 import { createRequire } from 'node:module';
-import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.ts';
 import type { Json, JsonObject, MessageProperties, RawMessage } from '../protocol/types.ts';
@@ -83,6 +83,20 @@ export function publishOptions(message: RawMessage): Options.Publish {
   if (p.priority !== undefined && Number.isFinite(p.priority)) options.priority = Math.min(255, Math.max(0, Math.trunc(p.priority)));
   if (p.expiration !== undefined) options.expiration = String(p.expiration);
   return options;
+}
+
+/** Publish on a confirm channel; resolves on the broker's ack, rejects (GW_ERR_BROKER_UNAVAILABLE) on a nack or a closed channel. */
+export function confirmedPublish(ch: ConfirmChannel, exchange: string, routingKey: string, message: RawMessage): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    try {
+      ch.publish(exchange, routingKey, Buffer.from(message.body, 'utf8'), publishOptions(message), (err: unknown) => {
+        if (err) reject(unavailable(`the AMQP broker did not confirm the message to ${exchange || '(default)'}/${routingKey}: ${errorText(err)}`, err));
+        else resolve();
+      });
+    } catch (err) {
+      reject(unavailable(`cannot publish: ${errorText(err)}`, err));
+    }
+  });
 }
 
 /** A delivered AMQP message as a RawMessage (body: UTF-8 text, headers: JSON). */

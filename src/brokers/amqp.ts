@@ -25,7 +25,7 @@ import type { Logger } from 'pino';
 import { redactUrl } from '../config.ts';
 import type { JsonObject, RawMessage } from '../protocol/types.ts';
 import type { Broker, ConsumeOptions, Delivery, Route, Subscription } from './broker.ts';
-import { ChannelSlot, ManagedConnection, bounded, errorText, isNotFound, publishOptions, toRawMessage, toTable, unavailable } from './amqp-support.ts';
+import { ChannelSlot, ManagedConnection, bounded, confirmedPublish, errorText, isNotFound, toRawMessage, toTable, unavailable } from './amqp-support.ts';
 
 export interface AmqpBrokerOptions {
   /** amqp:// or amqps:// (kombu style: `amqp://guest:guest@host:5672//` = vhost "/") */
@@ -143,18 +143,7 @@ export class AmqpBroker implements Broker {
     } catch (err) {
       throw unavailable(`cannot declare/open AMQP route for queue ${route.queue}: ${errorText(err)}`, err);
     }
-    const content = Buffer.from(message.body, 'utf8');
-    const options = publishOptions(message);
-    await new Promise<void>((resolve, reject) => {
-      try {
-        ch.publish(exchange, routingKey, content, options, (err: unknown) => {
-          if (err) reject(unavailable(`the AMQP broker did not confirm the message: ${errorText(err)}`, err));
-          else resolve();
-        });
-      } catch (err) {
-        reject(unavailable(`cannot publish: ${errorText(err)}`, err));
-      }
-    });
+    await confirmedPublish(ch, exchange, routingKey, message);
   }
 
   /** Celery declares its broadcast exchanges (celery.pidbox) fanout and non-durable. */
@@ -168,16 +157,7 @@ export class AmqpBroker implements Broker {
     } catch (err) {
       throw unavailable(`cannot declare the fanout exchange ${exchange}: ${errorText(err)}`, err);
     }
-    await new Promise<void>((resolve, reject) => {
-      try {
-        ch.publish(exchange, '', Buffer.from(message.body, 'utf8'), publishOptions(message), (err: unknown) => {
-          if (err) reject(unavailable(`the AMQP broker did not confirm the broadcast: ${errorText(err)}`, err));
-          else resolve();
-        });
-      } catch (err) {
-        reject(unavailable(`cannot broadcast: ${errorText(err)}`, err));
-      }
-    });
+    await confirmedPublish(ch, exchange, '', message);
   }
 
   /**
@@ -231,13 +211,7 @@ export class AmqpBroker implements Broker {
   async publishToExchange(message: RawMessage, exchange: string, routingKey: string): Promise<void> {
     if (this.closing) throw unavailable('broker closed');
     const ch = await this.publishSlot.get(await this.conn.get()).catch((err: unknown) => { throw unavailable(`cannot open a channel: ${errorText(err)}`, err); });
-    await new Promise<void>((resolve, reject) => {
-      try {
-        ch.publish(exchange, routingKey, Buffer.from(message.body, 'utf8'), publishOptions(message), (err: unknown) => (err ? reject(unavailable(`not confirmed: ${errorText(err)}`, err)) : resolve()));
-      } catch (err) {
-        reject(unavailable(`cannot publish: ${errorText(err)}`, err));
-      }
-    });
+    await confirmedPublish(ch, exchange, routingKey, message);
   }
 
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {

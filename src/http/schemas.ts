@@ -26,6 +26,11 @@ export const errorSchema = {
 
 const errorRef = { $ref: 'Error#' } as const;
 
+/** preValidation hook: a POST without a body (`curl -X POST …`) counts as `{}`. */
+export async function bodyOrEmpty(request: { body: unknown }): Promise<void> {
+  if (request.body === undefined || request.body === null) request.body = {};
+}
+
 /** Error responses for a route, described by the codes it can answer with. */
 export function errorResponses(...statuses: number[]): Record<number, unknown> {
   const out: Record<number, unknown> = {};

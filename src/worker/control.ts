@@ -3,7 +3,6 @@
  * | active | reserved | scheduled | stats | revoked` and obeys `revoke` (with terminate), so `celery
  * inspect ping` lists it beside Python workers.
  */
-import { hostname as osHostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Broker } from '../brokers/broker.ts';
 import { PIDBOX_EXCHANGE } from '../protocol/control.ts';
@@ -97,5 +96,3 @@ export async function startRemoteControl(broker: Broker, target: ControlTarget, 
     });
   });
 }
-
-export const defaultNodeName = (): string => `node.${process.pid}@${osHostname()}`;

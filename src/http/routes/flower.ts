@@ -11,7 +11,7 @@ import { saferepr } from '../../protocol/repr.ts';
 import { describeError } from '../../protocol/result-meta.ts';
 import { READY_STATES, States, type Json, type JsonObject, type ResultMeta } from '../../protocol/types.ts';
 import type { TaskOptions } from '../../task-options.ts';
-import { errorResponses, TASK_ID_PATTERN, TASK_NAME_PATTERN, taskOptionsSchema } from '../schemas.ts';
+import { bodyOrEmpty, errorResponses, TASK_ID_PATTERN, TASK_NAME_PATTERN, taskOptionsSchema } from '../schemas.ts';
 
 export interface FlowerRoutesOptions {
   producer: Producer;
@@ -65,12 +65,11 @@ export const flowerRoutes: FastifyPluginAsync<FlowerRoutesOptions> = async (app,
     const b = body ?? {};
     return producer.send({ task: name, args: b.args ?? [], kwargs: b.kwargs ?? {}, options: toOptions(b) });
   };
-  const emptyBody = async (request: { body: unknown }) => { if (request.body === undefined || request.body === null) request.body = {}; };
 
   for (const [path, summary] of [['/api/task/async-apply/:name', 'Flower: execute a task'], ['/api/task/send-task/:name', 'Flower: execute a task by name']] as const) {
     app.post<{ Params: { name: string }; Body: FlowerBody }>(path, {
       schema: { summary, tags: ['flower'], params: nameParams, body: flowerBodySchema, response: { 200: submitted, ...errorResponses(400, 413, 415, 503) } },
-      preValidation: emptyBody,
+      preValidation: bodyOrEmpty,
     }, async (request) => {
       const sent = await send(request.params.name, request.body);
       return { 'task-id': sent.id, state: States.PENDING };
@@ -83,7 +82,7 @@ export const flowerRoutes: FastifyPluginAsync<FlowerRoutesOptions> = async (app,
       description: `Waits at most MAX_WAIT_SECONDS (${maxWaitSeconds} s); then answers with the state at that moment.`,
       params: nameParams, body: flowerBodySchema, response: { 200: resultShape, ...errorResponses(400, 413, 415, 503) },
     },
-    preValidation: emptyBody,
+    preValidation: bodyOrEmpty,
   }, async (request) => {
     const sent = await send(request.params.name, request.body);
     const meta = await waitForResult(backend, sent.id, maxWaitSeconds * 1000);

@@ -7,7 +7,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Broker } from '../../brokers/broker.ts';
 import { PIDBOX_EXCHANGE, revokeMessage, type RevokeOptions } from '../../protocol/control.ts';
 import type { RevokedSet } from '../../state/revoked.ts';
-import { errorResponses, TASK_ID_PATTERN } from '../schemas.ts';
+import { bodyOrEmpty, errorResponses, TASK_ID_PATTERN } from '../schemas.ts';
 
 export interface RevokeRoutesOptions {
   broker: Broker;
@@ -22,7 +22,6 @@ export const revokeRoutes: FastifyPluginAsync<RevokeRoutesOptions> = async (app,
     await revoked.add(id, options);
     await broker.broadcast(revokeMessage(id, options, new Date()), PIDBOX_EXCHANGE);
   };
-  const emptyBody = async (request: { body: unknown }) => { if (request.body === undefined || request.body === null) request.body = {}; };
 
   app.post<{ Params: { id: string }; Body: { terminate?: boolean; signal?: string }; Querystring: { terminate?: boolean } }>('/tasks/:id/revoke', {
     schema: {
@@ -40,7 +39,7 @@ export const revokeRoutes: FastifyPluginAsync<RevokeRoutesOptions> = async (app,
         ...errorResponses(400, 503),
       },
     },
-    preValidation: emptyBody,
+    preValidation: bodyOrEmpty,
   }, async (request, reply) => {
     const terminate = request.body?.terminate ?? request.query.terminate ?? false;
     const signal = request.body?.signal ?? 'SIGTERM';

@@ -10,7 +10,7 @@ import type { Producer } from '../../producer.ts';
 import { isoWithOffset } from '../../protocol/time.ts';
 import type { Json, JsonObject, SignatureDict } from '../../protocol/types.ts';
 import type { TaskOptions } from '../../task-options.ts';
-import { errorResponses, submittedSchema, submitWithLinksBodySchema, TASK_NAME_PATTERN } from '../schemas.ts';
+import { bodyOrEmpty, errorResponses, submittedSchema, submitWithLinksBodySchema, TASK_NAME_PATTERN } from '../schemas.ts';
 
 interface SubmitRoute {
   Params: { name: string };
@@ -39,9 +39,7 @@ export const tasksRoutes: FastifyPluginAsync<{ producer: Producer }> = async (ap
       response: { 202: submittedSchema, ...errorResponses(400, 403, 413, 415, 503) },
     },
     // curl -X POST without a body submits a task with no arguments
-    preValidation: async (request) => {
-      if (request.body === undefined || request.body === null) request.body = {};
-    },
+    preValidation: bodyOrEmpty,
   }, async (request, reply) => {
     const body = request.body ?? {};
     // [canvas] link / link_error become embed.callbacks / embed.errbacks
