@@ -191,7 +191,10 @@ export function brokerConformance(name: string, makeBroker: () => Promise<Broker
       await got[1]!.ack();
       const all = await inbox.until(3);
       await all[2]!.ack();
-      assert.deepEqual(ns(all), requeueTo === 'back' ? [1, 2, 1] : [1, 1, 2]);
+      // 'back' (kombu on Redis) is an ordering guarantee; 'front' (RabbitMQ) is "its original position
+      // when possible": message 2 may already be on its way, so only the set is certain there
+      if (requeueTo === 'back') assert.deepEqual(ns(all), [1, 2, 1]);
+      else assert.deepEqual([...ns(all)].sort(), [1, 1, 2]);
       const again = all.find((d, i) => i > 0 && d.message.headers['n'] === 1)!;
       if (redeliveredFlag) assert.equal(again.redelivered, true);
       assert.equal(again.message.body, first!.message.body);
