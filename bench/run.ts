@@ -6,16 +6,20 @@
  *   submit   POST /tasks/:name (64 connections, 10 s, wrk) vs a bare Fastify route doing one LPUSH (Redis)
  *            or one confirmed publish (RabbitMQ)
  *   worker   no-op tasks with results stored on Redis, 20,000 tasks, Redis and RabbitMQ brokers: our Node
- *            worker vs Celery 5.2.6 prefork -c 2
+ *            worker vs Celery 5.2.6 prefork -c 2, and (Redis) vs a BullMQ worker, concurrency 50
+ *   latency  submit + long-poll, 1,000 sequential round trips through gateway + Node worker, vs Celery's
+ *            own client round trip (`add.delay().get()`) against a Celery worker
+ *   memory   gateway RSS under the submit load; Node worker RSS across 200,000 tasks
  * Arguments pick parts: `npm run bench -- submit amqp`, `npm run bench -- latency`.
- *   latency  submit + long-poll, 1,000 sequential round trips through gateway + Node worker
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { amqplib } from '../src/brokers/amqp-support.ts';
 import { AmqpBroker } from '../src/brokers/amqp.ts';
@@ -59,6 +63,12 @@ async function stop(child: ChildProcess): Promise<void> {
   await Promise.race([exited, sleep(15_000).then(() => child.kill('SIGKILL'))]);
 }
 
+/** Resident set size of a process, MiB (Linux /proc). */
+async function rssMiB(pid: number | undefined): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]) / 1024;
+}
+
 async function wrk(url: string): Promise<{ rps: number; p50: string; p99: string }> {
   const { stdout } = await run('wrk', ['-t2', '-c64', `-d${SECONDS}s`, '--latency', '-s', 'bench/post.lua', url], { cwd: ROOT });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]);
@@ -89,10 +99,12 @@ async function submitBench(b: BrokerCase): Promise<string[]> {
   const ours: number[] = [];
   const bare: number[] = [];
   let lat = { ours: ['?', '?'], bare: ['?', '?'] };
+  const rssIdle = await sleep(500).then(() => rssMiB(gateway.pid));
+  let rssPeak = 0;
   try {
-    await sleep(500);
     for (let i = 0; i < REPEATS; i += 1) {
-      const a = await wrk('http://127.0.0.1:18080/tasks/tasks.add');
+      const sampler = setInterval(() => { void rssMiB(gateway.pid).then((m) => { rssPeak = Math.max(rssPeak, m); }, () => undefined); }, 500);
+      const a = await wrk('http://127.0.0.1:18080/tasks/tasks.add').finally(() => clearInterval(sampler));
       await purge(b, [queue, `${queue}-ceiling`]);
       const c = await wrk('http://127.0.0.1:18081/tasks/tasks.add');
       await purge(b, [queue, `${queue}-ceiling`]);
@@ -107,6 +119,7 @@ async function submitBench(b: BrokerCase): Promise<string[]> {
     await purge(b, [queue, `${queue}-ceiling`], true);
   }
   const ratio = (median(ours) / median(bare)) * 100;
+  memoryRows.push(`| memory: gateway RSS, submit load on ${b.name} | **${rssPeak.toFixed(0)} MiB** peak under load | ${rssIdle.toFixed(0)} MiB idle, before the load | |`);
   return [
     `| submit: POST /tasks/:name, ${b.name} (64 conns, ${SECONDS} s) | **${median(ours).toFixed(0)} req/s** (p50 ${lat.ours[0]}, p99 ${lat.ours[1]}) | ${b.ceilingLabel}: ${median(bare).toFixed(0)} req/s (p50 ${lat.bare[0]}, p99 ${lat.bare[1]}) | ${ratio.toFixed(0)}% of the ceiling |`,
   ];
@@ -175,17 +188,82 @@ async function workerRun(b: BrokerCase, kind: 'node' | 'celery'): Promise<number
   }
 }
 
+/** BullMQ on the same Redis: jobs added in bulk, timed until every one is completed (its return value stored). */
+async function bullmqRun(): Promise<number> {
+  const queueName = `bench-bullmq-${randomUUID().slice(0, 8)}`;
+  const child = await start('node', ['--import', 'tsx', 'bench/bullmq-worker.ts'], { REDIS_URL, QUEUE: queueName, CONCURRENCY: '50' }, /ready\./);
+  const url = new URL(REDIS_URL);
+  const queue = new Queue(queueName, { connection: { host: url.hostname, port: Number(url.port || 6379), db: Number(url.pathname.slice(1) || 0) } });
+  try {
+    const started = performance.now();
+    for (let off = 0; off < TASKS; off += 500) {
+      const jobs = [];
+      for (let i = off; i < Math.min(TASKS, off + 500); i += 1) jobs.push({ name: 'tasks.add', data: [i, 1] });
+      await queue.addBulk(jobs);
+    }
+    for (;;) {
+      const { completed = 0, failed = 0 } = await queue.getJobCounts('completed', 'failed');
+      if (failed > 0) throw new Error(`${failed} BullMQ jobs failed`);
+      if (completed >= TASKS) return TASKS / ((performance.now() - started) / 1000);
+      await sleep(50);
+    }
+  } finally {
+    await stop(child);
+    await queue.obliterate({ force: true }).catch(() => undefined);
+    await queue.close();
+    await redis.flushdb();
+  }
+}
+
 async function workerBench(b: BrokerCase): Promise<string[]> {
   const node: number[] = [];
   const celery: number[] = [];
+  const bullmq: number[] = [];
   for (let i = 0; i < REPEATS; i += 1) {
     node.push(await workerRun(b, 'node'));
     celery.push(await workerRun(b, 'celery'));
-    process.stdout.write(`worker ${b.name} run ${i + 1}: node ${node.at(-1)?.toFixed(0)} tasks/s, celery ${celery.at(-1)?.toFixed(0)} tasks/s\n`);
+    if (b.ceiling === 'redis') bullmq.push(await bullmqRun());
+    process.stdout.write(`worker ${b.name} run ${i + 1}: node ${node.at(-1)?.toFixed(0)} tasks/s, celery ${celery.at(-1)?.toFixed(0)} tasks/s${bullmq.length ? `, bullmq ${bullmq.at(-1)?.toFixed(0)} jobs/s` : ''}\n`);
   }
-  return [
+  const rows = [
     `| worker: ${TASKS} no-op tasks, ${b.name} broker, results on Redis, late ack | **${median(node).toFixed(0)} tasks/s** (Node worker, -c 50) | Celery 5.2.6 prefork -c 2: ${median(celery).toFixed(0)} tasks/s | ${(median(node) / median(celery)).toFixed(1)}x Celery |`,
   ];
+  if (bullmq.length) {
+    rows.push(`| worker: ${TASKS} no-op tasks, Redis, results stored | **${median(node).toFixed(0)} tasks/s** (Node worker, -c 50) | BullMQ ${bullmqVersion()} worker, concurrency 50: ${median(bullmq).toFixed(0)} jobs/s | ${((median(node) / median(bullmq)) * 100).toFixed(0)}% of BullMQ |`);
+  }
+  return rows;
+}
+
+function bullmqVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(`${ROOT}node_modules/bullmq/package.json`, 'utf8')) as { version: string }).version;
+  } catch {
+    return '?';
+  }
+}
+
+/** Node worker RSS sampled after each 20,000-task batch, 200,000 tasks in all. */
+async function workerMemoryBench(): Promise<string[]> {
+  const queue = `bench-mem-${randomUUID().slice(0, 8)}`;
+  const b = BROKERS[0] as BrokerCase;
+  const child = await start('node', ['bin/celery-gateway.js', 'worker', '--tasks', 'bench/noop-tasks.ts', '-Q', queue, '-c', '50'],
+    { CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL, LOG_LEVEL: 'warn', CELERY_RESULT_EXPIRES: '60' }, /ready\./);
+  const samples: number[] = [];
+  try {
+    for (let batch = 0; batch < 10; batch += 1) {
+      const ids = await fill(b, queue, 20_000);
+      await drain(ids, performance.now());
+      await redis.del(...ids.map((id) => `celery-task-meta-${id}`));
+      samples.push(await rssMiB(child.pid));
+      process.stdout.write(`worker memory: ${(batch + 1) * 20}k tasks, RSS ${samples.at(-1)?.toFixed(0)} MiB\n`);
+    }
+  } finally {
+    await stop(child);
+    await redis.flushdb();
+  }
+  const first = samples[0] ?? NaN;
+  const last = samples.at(-1) ?? NaN;
+  return [`| memory: Node worker RSS across 200,000 tasks (Redis, -c 50) | **${last.toFixed(0)} MiB** after 200k | ${first.toFixed(0)} MiB after the first 20k | ${(((last - first) / first) * 100).toFixed(1)}% growth (limit 10%) |`];
 }
 
 async function latencyBench(): Promise<string[]> {
@@ -209,19 +287,38 @@ async function latencyBench(): Promise<string[]> {
   }
   times.sort((a, b) => a - b);
   const pct = (p: number) => (times[Math.floor((times.length - 1) * p)] ?? NaN).toFixed(2);
-  return [`| latency: submit + long-poll, 1,000 sequential (gateway + Node worker, Redis) | **p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms** | — | |`];
+  const celery = await celeryRoundTrip();
+  return [`| latency: submit + long-poll, 1,000 sequential (gateway + Node worker, Redis) | **p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms** | Celery's own client, \`add.delay().get()\` with a Celery worker (prefork -c 2): p50 ${celery.p50.toFixed(2)} ms, p99 ${celery.p99.toFixed(2)} ms | |`];
+}
+
+/** Celery's client round trip against a Celery worker on the same Redis (bench/celery_roundtrip.py). */
+async function celeryRoundTrip(): Promise<{ p50: number; p99: number }> {
+  const queue = `bench-celery-lat-${randomUUID().slice(0, 8)}`;
+  const env = { CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL };
+  const worker = await start('/usr/bin/python3', ['-m', 'celery', '-A', 'tasks', 'worker', '-P', 'prefork', '-c', '2', '-Q', queue, '-l', 'INFO',
+    '--without-mingle', '--without-gossip', '--without-heartbeat', '-n', `bench-lat-${randomUUID().slice(0, 6)}@bench`], env, /ready\./, INTEROP);
+  try {
+    const { stdout } = await run('/usr/bin/python3', [`${ROOT}bench/celery_roundtrip.py`, '1000', queue], { cwd: INTEROP, env: { ...process.env, ...env, PYTHONPATH: INTEROP } });
+    return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { p50: number; p99: number };
+  } finally {
+    await stop(worker);
+    await redis.flushdb();
+  }
 }
 
 const args = process.argv.slice(2);
-const parts = args.filter((a) => ['submit', 'worker', 'latency'].includes(a));
+const parts = args.filter((a) => ['submit', 'worker', 'latency', 'memory'].includes(a));
 const brokers = args.filter((a) => ['redis', 'amqp'].includes(a));
 const want = (part: string) => parts.length === 0 || parts.includes(part);
 const wantBroker = (b: BrokerCase) => brokers.length === 0 || brokers.includes(b.ceiling);
 await redis.flushdb();
 const rows: string[] = [];
+const memoryRows: string[] = [];
 for (const b of BROKERS.filter(wantBroker)) if (want('submit')) rows.push(...await submitBench(b));
 for (const b of BROKERS.filter(wantBroker)) if (want('worker')) rows.push(...await workerBench(b));
 if (want('latency')) rows.push(...await latencyBench());
+if (want('memory')) memoryRows.push(...await workerMemoryBench());
+rows.push(...memoryRows);
 await redis.quit();
 
 const report = `# Benchmark results
