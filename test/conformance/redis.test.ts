@@ -4,7 +4,7 @@
  */
 import { describe } from 'node:test';
 import { Redis } from 'ioredis';
-import { RedisBackend, submittedKey, taskMetaKey } from '../../src/backends/redis.ts';
+import { RedisBackend, taskMetaKey } from '../../src/backends/redis.ts';
 import { RedisBroker, UNACKED, UNACKED_INDEX } from '../../src/brokers/redis.ts';
 import { consumeOrder } from '../../src/protocol/kombu-envelope.ts';
 import { silentLogger } from '../support/app.ts';
@@ -37,7 +37,7 @@ async function cleanTasks(ids: string[]): Promise<void> {
   if (ids.length === 0) return;
   const redis = new Redis(url);
   try {
-    await redis.del(...ids.map(taskMetaKey), ...ids.map(submittedKey));
+    await redis.del(...ids.map(taskMetaKey));
   } finally {
     redis.disconnect();
   }
