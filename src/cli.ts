@@ -193,12 +193,12 @@ interface BeatDeps {
 async function startBeatCommand(command: string, values: { schedule?: string | undefined; 'catch-up'?: string | undefined }, deps: BeatDeps): Promise<{ close(): Promise<void> }> {
   const { broker, backend, config, logger, replyTo, routes, schedules } = deps;
   const scheduleFile = values.schedule ?? (command === 'dev' ? EXAMPLE_SCHEDULE : undefined);
-  if (!scheduleFile && schedules.kind === 'memory') throw new GatewayError('GW_ERR_CONFIG', 'beat needs --schedule FILE (or a Redis result backend, whose schedule table the HTTP API fills)');
+  if (!scheduleFile && schedules.kind !== 'redis') throw new GatewayError('GW_ERR_CONFIG', 'beat needs --schedule FILE (or a Redis result backend, whose schedule table the HTTP API fills)');
   const catchUp = values['catch-up'] ?? 'once';
   if (!CATCH_UP_POLICIES.includes(catchUp as CatchUp)) throw new GatewayError('GW_ERR_CONFIG', `--catch-up must be once or skip, got ${JSON.stringify(catchUp)}`);
   if (command === 'beat' && broker.kind === 'memory') logger.warn('memory:// broker with `beat`: nothing outside this process sees the tasks; set CELERY_BROKER_URL');
   const producer = new Producer({ broker, backend, defaultQueue: config.defaultQueue, logger, replyTo, routes });
-  const beat = await startBeat({ producer, store: schedules, logger, catchUp: catchUp as CatchUp, ...(scheduleFile ? { scheduleFile } : {}) });
+  const beat = await startBeat({ producer, store: schedules, logger, catchUp: catchUp as CatchUp, lockTtlMs: config.beatLockTtl * 1000, tickMs: config.beatTick * 1000, ...(scheduleFile ? { scheduleFile } : {}) });
   process.stdout.write(`celery-gateway beat: ${scheduleFile ? `schedule ${scheduleFile}, ` : ''}table ${schedules.kind}, catch-up ${catchUp}, lock TTL ${beat.lockTtlMs / 1000} s\n`);
   return beat;
 }

@@ -10,6 +10,7 @@ import { connectRedis } from './redis/connection.ts';
 import { MemoryState, RedisState, type SharedState } from './state/shared-state.ts';
 import { MemoryScheduleStore, type ScheduleStore } from './beat/store.ts';
 import { RedisScheduleStore } from './beat/redis-store.ts';
+import { AmqpScheduleStore } from './beat/amqp-store.ts';
 import type { Broker } from './brokers/broker.ts';
 import { MemoryBroker } from './brokers/memory.ts';
 import { AmqpBroker } from './brokers/amqp.ts';
@@ -104,8 +105,16 @@ export function loadKeys(config: Config, command: string): KeyRing | undefined {
   return ring;
 }
 
-/** The beat schedule table: in Redis (shared by every beat and gateway) when there is one, else in-process. */
+/**
+ * The beat schedule table: in Redis (shared by every beat and gateway) when there is one; with only
+ * RabbitMQ, entries in-process with the leader lock and run state on RabbitMQ; else in-process.
+ */
 export function createScheduleStore(config: Config, logger: Logger): ScheduleStore {
   const url = sharedRedisUrl(config);
-  return url ? new RedisScheduleStore({ url, logger: logger.child({ component: 'beat-store' }) }) : new MemoryScheduleStore();
+  const log = logger.child({ component: 'beat-store' });
+  if (url) return new RedisScheduleStore({ url, logger: log });
+  if (['amqp', 'amqps', 'pyamqp'].includes(scheme(config.brokerUrl))) {
+    return new AmqpScheduleStore({ url: config.brokerUrl, logger: log, heartbeatSec: Math.max(1, Math.ceil(config.beatLockTtl)) });
+  }
+  return new MemoryScheduleStore();
 }

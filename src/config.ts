@@ -44,6 +44,10 @@ export interface Config {
   workflowMaxNodes: number;
   /** deepest nesting of one workflow */
   workflowMaxDepth: number;
+  /** beat leader lock expiry, seconds */
+  beatLockTtl: number;
+  /** beat pass period, seconds */
+  beatTick: number;
 }
 
 /** Every setting with its env var, default and meaning: the README table and .env.example mirror this. */
@@ -69,6 +73,8 @@ export const SETTINGS = {
   taskRoutes: { env: 'CELERY_TASK_ROUTES', default: '', doc: 'Routing by task name (Celery\'s task_routes) as JSON: {"reports.*": {"queue": "reports"}, "billing.*": {"exchange": "billing", "routing_key": "charge"}}' },
   workflowMaxNodes: { env: 'WORKFLOW_MAX_NODES', default: '1000', doc: 'Most signatures one POST /workflows may hold' },
   workflowMaxDepth: { env: 'WORKFLOW_MAX_DEPTH', default: '32', doc: 'Deepest nesting of one POST /workflows spec' },
+  beatLockTtl: { env: 'BEAT_LOCK_TTL', default: '10', doc: 'Beat: seconds the leader lock lasts without renewal; a dead leader is replaced within about this long (RabbitMQ only: also the lock connection\'s heartbeat)' },
+  beatTick: { env: 'BEAT_TICK', default: '1', doc: 'Beat: seconds between passes (lock renewal and due-task check); at most a third of BEAT_LOCK_TTL' },
   queueMaxPriority: { env: 'CELERY_QUEUE_MAX_PRIORITY', default: '0', doc: "RabbitMQ: declare queues with x-max-priority (must match the Python side's task_queue_max_priority); 0 = none" },
 } as const satisfies Record<keyof Config, { env: string; default: string; doc: string }>;
 
@@ -125,6 +131,8 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: P
     taskRoutes: raw('taskRoutes'),
     workflowMaxNodes: num('workflowMaxNodes', raw('workflowMaxNodes'), 1, 100_000),
     workflowMaxDepth: num('workflowMaxDepth', raw('workflowMaxDepth'), 1, 1000),
+    beatLockTtl: num('beatLockTtl', raw('beatLockTtl'), 0.3, 3600, false),
+    beatTick: num('beatTick', raw('beatTick'), 0.01, 60, false),
   });
 }
 

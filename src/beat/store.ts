@@ -111,6 +111,15 @@ export class MemoryScheduleStore implements ScheduleStore {
     return true;
   }
 
+  /** Set an entry's run state to one persisted elsewhere (the AMQP store's state message); no-op without the entry. */
+  restore(name: string, state: { cursor: number; lastRunAt: number | null; totalRunCount: number }): void {
+    const record = this.#records.get(name);
+    if (!record) return;
+    record.cursor = state.cursor;
+    record.lastRunAt = state.lastRunAt;
+    record.totalRunCount = state.totalRunCount;
+  }
+
   async recordRun(name: string, at: number): Promise<void> {
     const record = this.#records.get(name);
     if (!record) return;

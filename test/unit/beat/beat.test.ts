@@ -181,6 +181,11 @@ describe('beat (memory store, fake clock)', () => {
     await writeFile(mod, 'export default [{ name: "from-module", task: "tasks.add", cron: "*/5 * * * *" }];\n');
     await (await startBeat({ producer, store, logger: silentLogger, now, scheduleFile: mod })).close();
     assert.deepEqual((await store.list()).map((s) => s.entry.name), ['from-module'], 'a JS module works, and replaces the previous file entries');
+
+    const ts = join(dir, 'schedule.ts');
+    await writeFile(ts, 'const every: number = 30;\nexport const schedule: Record<string, object> = { "from-ts": { task: "tasks.add", every } };\n');
+    await (await startBeat({ producer, store, logger: silentLogger, now, scheduleFile: ts })).close();
+    assert.deepEqual((await store.list()).map((s) => [s.entry.name, s.entry.every]), [['from-ts', 30]], 'a TypeScript module (its `schedule` export) works too');
   });
 
   it('loads the example schedule (examples/schedule.json)', async () => {
