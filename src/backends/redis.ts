@@ -10,6 +10,7 @@ import { parseMeta, serializeMeta } from '../protocol/result-meta.ts';
 import type { ResultMeta } from '../protocol/types.ts';
 import { GatewayError } from '../errors.ts';
 import { connectRedis, unavailable, whenReady, withRedis } from '../redis/connection.ts';
+import { TickBatcher } from '../redis/batch.ts';
 import type { ChordPart, ResultBackend } from './backend.ts';
 import { pyJsonDumps } from '../canvas/python.ts';
 import type { Json } from '../protocol/types.ts';
@@ -41,6 +42,35 @@ redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
 `;
 
+/**
+ * STORE for several metas at once (the worker's stores of one event-loop turn). KEYS: meta keys;
+ * ARGV[1]: ttl seconds, ARGV[i + 1]: the value for KEYS[i]. Returns 1 / 0 per key. Metas written by
+ * Celery and by us start with `{"status": "`: the status is read off the prefix, decoded otherwise.
+ */
+const STORE_MANY = `
+local out = {}
+for i = 1, #KEYS do
+  local cur = redis.call('GET', KEYS[i])
+  local done = false
+  if cur then
+    if string.sub(cur, 1, 12) == '{"status": "' then
+      done = string.sub(cur, 13, 20) == 'SUCCESS"'
+    else
+      local ok, meta = pcall(cjson.decode, cur)
+      done = ok and type(meta) == 'table' and meta.status == 'SUCCESS'
+    end
+  end
+  if done then
+    out[i] = 0
+  else
+    redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1])
+    redis.call('PUBLISH', KEYS[i], ARGV[i + 1])
+    out[i] = 1
+  end
+end
+return out
+`;
+
 export interface RedisBackendOptions {
   url: string;
   /** Celery's result_expires, seconds */
@@ -52,6 +82,7 @@ export interface RedisBackendOptions {
 
 interface ScriptedRedis extends Redis {
   gwStore(key: string, value: string, ttl: number): Promise<number>;
+  gwStoreMany(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number[]>;
 }
 
 const CODE = 'GW_ERR_BACKEND_UNAVAILABLE';
@@ -68,8 +99,6 @@ export class RedisBackend implements ResultBackend {
   readonly #subscribed = new Map<string, Promise<unknown>>();
   readonly #resultTtlSec: number;
   readonly #submittedTtlSec: number;
-  #submittedBatch: string[] = [];
-  #submittedFlush: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(options: RedisBackendOptions) {
@@ -80,6 +109,7 @@ export class RedisBackend implements ResultBackend {
     this.#submittedTtlSec = options.submittedTtlSec ?? 86400;
     const client = connectRedis(options.url, options.logger, { enableAutoPipelining: true });
     client.defineCommand('gwStore', { numberOfKeys: 1, lua: STORE });
+    client.defineCommand('gwStoreMany', { lua: STORE_MANY });
     this.#client = client as ScriptedRedis;
   }
 
@@ -92,10 +122,16 @@ export class RedisBackend implements ResultBackend {
     return text === null ? null : parseMeta(text);
   }
 
+  /** Stores of the same event-loop turn go to Redis as one STORE_MANY call. */
   async store(meta: ResultMeta): Promise<void> {
     const value = serializeMeta(meta); // throws TypeError for what JSON cannot hold (BigInt, cycles)
-    await this.#run(() => this.#client.gwStore(taskMetaKey(meta.task_id), value, this.#resultTtlSec));
+    await this.#stores.add([taskMetaKey(meta.task_id), value]);
   }
+
+  readonly #stores = new TickBatcher<[key: string, value: string], number>((items) => this.#run(() => {
+    if (items.length === 1) return this.#client.gwStore(items[0]![0], items[0]![1], this.#resultTtlSec).then((r) => [r]);
+    return this.#client.gwStoreMany(items.length, ...items.map(([key]) => key), this.#resultTtlSec, ...items.map(([, value]) => value));
+  }));
 
   #subscriberConnection(): Redis {
     if (!this.#subscriber) {
@@ -152,22 +188,17 @@ export class RedisBackend implements ResultBackend {
   }
 
   /** Resolves once the ids are recorded: ids from the same event-loop turn share one HSET + EXPIRE. */
-  rememberSubmitted(taskIds: readonly string[]): Promise<void> {
-    if (taskIds.length === 0) return Promise.resolve();
-    for (const id of taskIds) this.#submittedBatch.push(id, '1');
-    this.#submittedFlush ??= new Promise<void>((resolve, reject) => {
-      setImmediate(() => {
-        const fields = this.#submittedBatch;
-        this.#submittedBatch = [];
-        this.#submittedFlush = undefined;
-        const key = submittedBucketKey(Date.now());
-        // the bucket outlives its last field by the TTL: a record lasts between TTL and TTL + 1 h
-        this.#run(() => this.#client.multi().hset(key, ...fields).expire(key, this.#submittedTtlSec + HOUR_MS / 1000).exec())
-          .then(() => resolve(), reject);
-      });
-    });
-    return this.#submittedFlush;
+  async rememberSubmitted(taskIds: readonly string[]): Promise<void> {
+    await Promise.all(taskIds.map((id) => this.#submitted.add(id)));
   }
+
+  readonly #submitted = new TickBatcher<string, void>(async (ids) => {
+    const key = submittedBucketKey(Date.now());
+    const fields = ids.flatMap((id) => [id, '1']);
+    // the bucket outlives its last field by the TTL: a record lasts between TTL and TTL + 1 h
+    await this.#run(() => this.#client.multi().hset(key, ...fields).expire(key, this.#submittedTtlSec + HOUR_MS / 1000).exec());
+    return [];
+  }, 5000);
 
   /** Looks in the last two hourly buckets first (the usual case), then in the older ones within the TTL. */
   async wasSubmitted(taskId: string): Promise<boolean> {

@@ -46,10 +46,10 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 return 1
 `;
 
-/** Ack: forget the message. KEYS: unacked, unacked_index; ARGV: tag. */
+/** Ack: forget the messages. KEYS: unacked, unacked_index; ARGV: tags (at most a few thousand). */
 export const ACK = `
-redis.call('ZREM', KEYS[2], ARGV[1])
-return redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], unpack(ARGV))
+return redis.call('HDEL', KEYS[1], unpack(ARGV))
 `;
 
 /**

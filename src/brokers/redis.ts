@@ -14,6 +14,7 @@ import type { RawMessage } from '../protocol/types.ts';
 import { connectRedis, unavailable, whenReady } from '../redis/connection.ts';
 import type { Broker, ConsumeOptions, Delivery, Route, Subscription } from './broker.ts';
 import { ACK, POP_BATCH, REGISTER, RELEASE_MUTEX, RESTORE } from './redis-scripts.ts';
+import { TickBatcher } from '../redis/batch.ts';
 
 export const UNACKED = 'unacked';
 export const UNACKED_INDEX = 'unacked_index';
@@ -33,7 +34,7 @@ export interface RedisBrokerOptions {
 interface ScriptedRedis extends Redis {
   gwPopBatch(...args: (string | number)[]): Promise<string[]>;
   gwRegister(unacked: string, index: string, score: string, tag: string, payload: string): Promise<number>;
-  gwAck(unacked: string, index: string, tag: string): Promise<number>;
+  gwAck(unacked: string, index: string, ...tags: string[]): Promise<number>;
   gwRestore(unacked: string, index: string, list: string, tag: string, envelope: string, side: string, expected: string): Promise<number>;
   gwReleaseMutex(mutex: string, token: string): Promise<number>;
 }
@@ -215,13 +216,19 @@ export class RedisBroker implements Broker {
     await this.#client.zadd(UNACKED_INDEX, 'XX', ...tags.flatMap((tag) => [score, tag]));
   }
 
+  /** Acks of the same event-loop turn are one ACK call. */
   async ack(tag: string): Promise<void> {
     try {
-      await this.#client.gwAck(UNACKED, UNACKED_INDEX, tag);
+      await this.#acks.add(tag);
     } catch (err) {
       throw unavailable(err, CODE);
     }
   }
+
+  readonly #acks = new TickBatcher<string, void>(async (tags) => {
+    await this.#client.gwAck(UNACKED, UNACKED_INDEX, ...tags);
+    return [];
+  });
 
   /** Put one of our unacked messages back (left: back of the line, as kombu's reject; right: next up). */
   async requeue(tag: string, envelope: string, list: string, side: 'left' | 'right'): Promise<boolean> {

@@ -4,7 +4,7 @@
  * ctx.signal). Messages out: `ready` | `load-failed` once, then `done` per run.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import type { Json } from '../protocol/types.ts';
 import { SoftTimeLimitExceeded } from './errors.ts';
 import { loadTaskModule, type TaskContext } from './registry.ts';
@@ -14,7 +14,7 @@ import { serializeError, type RunRequest, type ThreadReply } from './thread-mess
 const port = parentPort;
 if (!port) throw new Error('thread-entry.ts runs in a worker thread');
 const { modulePath, logLevel, threadId } = workerData as { modulePath: string; logLevel: string; threadId: number };
-const logger = pino({ level: logLevel, base: { pid: process.pid, thread: threadId } });
+const logger: Logger = pino({ level: logLevel, base: { pid: process.pid, thread: threadId } });
 const send = (reply: ThreadReply): void => port.postMessage(reply);
 
 let controller: AbortController | null = null;
@@ -37,13 +37,13 @@ async function run(msg: RunRequest, handler: ((...args: unknown[]) => unknown) |
   const abort = new AbortController();
   controller = abort;
   const { ctx: c } = msg;
-  let log: ReturnType<typeof logger.child> | undefined;
+  let log: Logger | undefined;
   const ctx: TaskContext = {
     id: c.id, name: c.name, kwargs: c.kwargs, retries: c.retries, rootId: c.rootId, parentId: c.parentId,
     groupId: c.groupId, headers: c.headers, hostname: c.hostname, redelivered: c.redelivered,
     signal: abort.signal,
     retry: (options?: RetryOptions) => { throw new Retry(options); },
-    get log() {
+    get log(): Logger {
       log ??= logger.child({ task: c.name, taskId: c.id });
       return log;
     },

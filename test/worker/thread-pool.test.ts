@@ -10,14 +10,14 @@ import { after, before, describe, it } from 'node:test';
 import { threadId as mainThreadId } from 'node:worker_threads';
 import type { Json } from '../../src/protocol/types.ts';
 import { TaskRevoked, TimeLimitExceeded } from '../../src/worker/errors.ts';
-import type { Outcome } from '../../src/worker/executor.ts';
+import type { Limits, Outcome } from '../../src/worker/executor.ts';
 import type { TaskContext } from '../../src/worker/registry.ts';
 import { Retry } from '../../src/worker/retry.ts';
 import { ThreadPool, WorkerLostError } from '../../src/worker/thread-pool.ts';
 import { silentLogger } from '../support/app.ts';
 
 const MODULE = new URL('../fixtures/tasks/thread-tasks.ts', import.meta.url).pathname;
-const NO_LIMITS = { hard: null, soft: null };
+const NO_LIMITS: Limits = { hard: null, soft: null };
 
 function context(name: string, id = `id-${Math.random().toString(36).slice(2)}`): TaskContext {
   return {

@@ -1,0 +1,92 @@
+/**
+ * CPU cost per task of the Node worker on Redis, robust to a busy machine: fills a queue with N no-op
+ * tasks, runs the worker in this process until every result is stored, and prints the worker's CPU
+ * time per task (process.cpuUsage) and Redis' (INFO cpu) beside the wall-clock rate.
+ *   node --import tsx bench/profile-worker.ts [tasks=20000] [concurrency=50]
+ *   PROFILE=/tmp/worker.cpuprofile node --import tsx bench/profile-worker.ts   # a CPU profile of the run (not of the fill)
+ */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { RedisBackend } from '../src/backends/redis.ts';
+import { RedisBroker } from '../src/brokers/redis.ts';
+import { encodeEnvelope } from '../src/protocol/kombu-envelope.ts';
+import { buildTaskMessage } from '../src/protocol/message.ts';
+import { TaskRegistry } from '../src/worker/registry.ts';
+import { Worker } from '../src/worker/worker.ts';
+
+const URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379/14';
+const N = Number(process.argv[2] ?? 20_000);
+const CONCURRENCY = Number(process.argv[3] ?? 50);
+const queue = `prof-${randomUUID().slice(0, 8)}`;
+const redis = new Redis(URL);
+
+async function redisCpu(): Promise<number> {
+  const info = await redis.info('cpu');
+  const get = (k: string): number => Number(new RegExp(`${k}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+  return get('used_cpu_sys') + get('used_cpu_user');
+}
+
+const ids: string[] = [];
+for (let off = 0; off < N; off += 1000) {
+  const batch: string[] = [];
+  for (let i = off; i < Math.min(N, off + 1000); i++) {
+    const id = randomUUID();
+    ids.push(id);
+    batch.push(encodeEnvelope(buildTaskMessage({ task: 'tasks.add', id, args: [i, 1], kwargs: {}, origin: 'prof', replyTo: '' }, new Date()), { exchange: '', routingKey: queue }, randomUUID()));
+  }
+  await redis.lpush(queue, ...batch);
+}
+
+const logger = pino({ level: 'warn' });
+const broker = new RedisBroker({ url: URL, logger });
+const backend = new RedisBackend({ url: URL, logger });
+const registry = new TaskRegistry().register('tasks.add', { handler: (x: unknown, y: unknown) => Number(x) + Number(y), trackStarted: process.env['TRACK_STARTED'] !== '0' });
+const worker = new Worker({
+  broker, backend, registry, queues: [queue], concurrency: CONCURRENCY, prefetchMultiplier: 4, hostname: `prof@${process.pid}`,
+  logger, shutdownTimeout: 5, remoteControl: false,
+});
+const profile = process.env['PROFILE'];
+const session = profile ? new Session() : undefined;
+if (session) {
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+}
+const cpu0 = process.cpuUsage();
+const redis0 = await redisCpu();
+const t0 = performance.now();
+await worker.start();
+// poll one key (the last queued) so the polling costs next to nothing, then check the rest once
+let pending = [`celery-task-meta-${ids.at(-1)}`];
+let checkedAll = false;
+for (;;) {
+  const missing: string[] = [];
+  for (let i = 0; i < pending.length; i += 5000) {
+    const chunk = pending.slice(i, i + 5000);
+    const exists = await redis.pipeline(chunk.map((k) => ['exists', k])).exec();
+    chunk.forEach((k, j) => { if (exists?.[j]?.[1] !== 1) missing.push(k); });
+  }
+  if (missing.length === 0 && !checkedAll) {
+    pending = ids.map((id) => `celery-task-meta-${id}`);
+    checkedAll = true;
+    continue;
+  }
+  if (missing.length === 0) break;
+  pending = missing;
+  await new Promise((r) => setTimeout(r, 20));
+}
+const seconds = (performance.now() - t0) / 1000;
+const cpu = process.cpuUsage(cpu0);
+const redisSec = (await redisCpu()) - redis0;
+if (session && profile) {
+  const { profile: data } = await session.post('Profiler.stop');
+  writeFileSync(profile, JSON.stringify(data));
+}
+await worker.close();
+await Promise.all([broker.close(), backend.close()]);
+await redis.del(queue, ...ids.map((id) => `celery-task-meta-${id}`));
+redis.disconnect();
+console.log(`${N} tasks in ${seconds.toFixed(2)} s: ${(N / seconds).toFixed(0)} tasks/s; worker CPU ${((cpu.user + cpu.system) / N).toFixed(1)} us/task (user ${(cpu.user / N).toFixed(1)}, sys ${(cpu.system / N).toFixed(1)}); Redis CPU ${((redisSec * 1e6) / N).toFixed(1)} us/task`);

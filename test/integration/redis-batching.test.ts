@@ -1,0 +1,97 @@
+/**
+ * The worker's Redis writes are coalesced per event-loop turn (src/redis/batch.ts): results stored in
+ * the same turn are one STORE_MANY call, acks one ACK call. Same semantics as one call each: a stored
+ * SUCCESS (ours or Celery's, whatever its key order) is never overwritten, every acked message leaves
+ * `unacked` and `unacked_index`.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { RedisBackend, taskMetaKey } from '../../src/backends/redis.ts';
+import { RedisBroker, UNACKED, UNACKED_INDEX } from '../../src/brokers/redis.ts';
+import { buildMeta } from '../../src/protocol/result-meta.ts';
+import { buildTaskMessage } from '../../src/protocol/message.ts';
+import { TickBatcher } from '../../src/redis/batch.ts';
+import { silentLogger } from '../support/app.ts';
+import { takeDeliveries } from '../support/consume.ts';
+import { redisGate, redisUrl } from '../support/services.ts';
+
+describe('TickBatcher', () => {
+  it('one flush per event-loop turn, items in call order, one result each', async () => {
+    const flushes: number[][] = [];
+    const batcher = new TickBatcher<number, number>(async (items) => { flushes.push(items); return items.map((n) => n * 10); });
+    const first = await Promise.all([1, 2, 3].map((n) => batcher.add(n)));
+    const second = await batcher.add(4);
+    assert.deepEqual(first, [10, 20, 30]);
+    assert.equal(second, 40);
+    assert.deepEqual(flushes, [[1, 2, 3], [4]]);
+  });
+
+  it('splits at max; a failed flush rejects every call of its batch and only those', async () => {
+    const flushes: number[][] = [];
+    const batcher = new TickBatcher<number, number>(async (items) => {
+      flushes.push(items);
+      if (items.includes(3)) throw new Error('boom');
+      return items;
+    }, 2);
+    const results = await Promise.allSettled([1, 2, 3, 4, 5].map((n) => batcher.add(n)));
+    assert.deepEqual(flushes, [[1, 2], [3, 4], [5]]);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'rejected', 'rejected', 'fulfilled']);
+  });
+});
+
+const URL = redisUrl(11);
+const skip = await redisGate(11);
+
+describe('batched Redis writes', { skip }, () => {
+  const redis = new Redis(URL);
+  const backend = new RedisBackend({ url: URL, logger: silentLogger });
+  const broker = new RedisBroker({ url: URL, logger: silentLogger, pollTimeoutSec: 1 });
+  const keys: string[] = [];
+
+  after(async () => {
+    if (keys.length) await redis.del(...keys);
+    await Promise.all([backend.close(), broker.close()]);
+    redis.disconnect();
+  });
+
+  it('stores of one turn: all written, a stored SUCCESS (ours or Celery\'s, any key order) kept', async () => {
+    const ids = Array.from({ length: 5 }, () => randomUUID());
+    keys.push(...ids.map(taskMetaKey));
+    const celerySuccess = JSON.stringify({ status: 'SUCCESS', result: 1, traceback: null, children: [], date_done: '2026-01-01T00:00:00.000000', task_id: ids[0] }).replace(/":/g, '": ').replace(/,"/g, ', "');
+    const otherOrder = JSON.stringify({ result: 2, status: 'SUCCESS', task_id: ids[1] });
+    const started = JSON.stringify({ status: 'STARTED', result: { pid: 1 }, task_id: ids[2] }).replace(/":/g, '": ');
+    await redis.set(taskMetaKey(ids[0]!), celerySuccess);
+    await redis.set(taskMetaKey(ids[1]!), otherOrder);
+    await redis.set(taskMetaKey(ids[2]!), started);
+    const now = new Date();
+    await Promise.all(ids.map((id, i) => backend.store(buildMeta({ taskId: id, status: 'SUCCESS', result: 100 + i, traceback: null, children: [], groupId: null, parentId: null, now }))));
+    const stored = await redis.mget(...ids.map(taskMetaKey));
+    assert.equal(stored[0], celerySuccess, 'Celery\'s SUCCESS kept');
+    assert.equal(stored[1], otherOrder, 'a SUCCESS with another key order kept');
+    for (const i of [2, 3, 4]) {
+      const meta = JSON.parse(stored[i]!) as { status: string; result: number };
+      assert.deepEqual([meta.status, meta.result], ['SUCCESS', 100 + i], `task ${i} stored`);
+    }
+    const ttl = await redis.ttl(taskMetaKey(ids[3]!));
+    assert.ok(ttl > 86000 && ttl <= 86400, `result TTL ${ttl}`);
+  });
+
+  it('acks of one turn: every message leaves unacked and unacked_index', async () => {
+    const queue = `batch-ack-${randomUUID().slice(0, 8)}`;
+    keys.push(queue);
+    for (let i = 0; i < 6; i++) {
+      await broker.publish(buildTaskMessage({ task: 't', id: randomUUID(), args: [i], kwargs: {}, origin: 'test', replyTo: '' }, new Date()), { queue });
+    }
+    const deliveries = await takeDeliveries(broker, queue, 6);
+    assert.equal(deliveries.length, 6);
+    const held = Object.entries(await redis.hgetall(UNACKED)).filter(([, payload]) => payload.includes(queue));
+    const tags = held.map(([tag]) => tag);
+    assert.equal(tags.length, 6, 'held in unacked while running');
+    assert.equal((await Promise.all(tags.map((t) => redis.zscore(UNACKED_INDEX, t)))).filter((s) => s !== null).length, 6);
+    await Promise.all(deliveries.map((d) => d.ack()));
+    assert.deepEqual((await redis.hmget(UNACKED, ...tags)).filter(Boolean), [], 'gone from unacked');
+    assert.deepEqual((await Promise.all(tags.map((t) => redis.zscore(UNACKED_INDEX, t)))).filter((s) => s !== null), [], 'gone from unacked_index');
+  });
+});
