@@ -236,9 +236,7 @@ export class Worker {
       if (await this.#revokeIfExpired(job, true)) return;
       job.started = Date.now() / 1000;
       this.#perTask.set(task, (this.#perTask.get(task) ?? 0) + 1);
-      if (spec.trackStarted !== false) {
-        await this.#store(message, States.STARTED, { pid: process.pid, hostname: this.#o.hostname });
-      }
+      if (spec.trackStarted !== false) this.#storeStarted(message);
       const [hard, soft] = message.headers.timelimit;
       const outcome = await execute(spec, message.args, this.#context(job, abort.signal), abort, {
         hard: hard ?? spec.timeLimit ?? null,
@@ -352,6 +350,18 @@ export class Worker {
       this.#log.error({ err, task, taskId: id }, `Task ${task}[${id}]: could not continue its workflow; returning it to the queue`);
       return null;
     }
+  }
+
+  /**
+   * STARTED, not awaited and not retried: the handler starts at once (one round trip less per task).
+   * It is queued before the outcome on the same backend connection, so it never lands after it.
+   */
+  #storeStarted(message: TaskMessage): void {
+    const replyTo = message.properties.reply_to;
+    const meta = this.#meta(message, States.STARTED, { pid: process.pid, hostname: this.#o.hostname });
+    this.#o.backend.store(meta, replyTo ? { replyTo } : {}).catch((err: unknown) => {
+      this.#log.warn({ err, taskId: message.headers.id }, 'could not store STARTED');
+    });
   }
 
   /** Store a state of this message's task (to its reply_to with rpc://). */
