@@ -63,6 +63,13 @@ export interface Broker {
    * Redis: SUBSCRIBE `/<db>.<exchange>`. Resolves with a function that stops listening.
    */
   listenBroadcast(exchange: string, queue: string, onMessage: (message: RawMessage) => void): Promise<() => Promise<void>>;
+  /**
+   * Publish a Celery event (`celeryev`, §9): AMQP: to the topic exchange (declared durable as Celery does)
+   * with `routingKey` (`worker.heartbeat`, `task.succeeded`…); Redis: PUBLISH on
+   * `/<db>.<exchange>/<routingKey>` (kombu's fanout with patterns). Nothing is kept for absent listeners.
+   * Memory: reaches this process's `listenBroadcast(exchange)` listeners.
+   */
+  publishEvent(message: RawMessage, exchange: string, routingKey: string): Promise<void>;
   /** Publish to a direct exchange by routing key only (Celery's `reply.celery.pidbox` replies). */
   publishToExchange(message: RawMessage, exchange: string, routingKey: string): Promise<void>;
   /**

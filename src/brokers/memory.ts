@@ -129,6 +129,11 @@ export class MemoryBroker implements Broker {
     for (const listener of this.#listeners.get(exchange) ?? []) setImmediate(() => listener(structuredClone(message)));
   }
 
+  /** Events reach the exchange's listenBroadcast listeners in this process (the routing key is not kept). */
+  async publishEvent(message: RawMessage, exchange: string, _routingKey: string): Promise<void> {
+    await this.broadcast(message, exchange);
+  }
+
   /** Broadcasts reach listeners in this process. */
   readonly #listeners = new Map<string, Set<(message: RawMessage) => void>>();
 

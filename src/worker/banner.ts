@@ -9,10 +9,14 @@ export interface BannerInfo {
   transport: string;
   results: string;
   concurrency: number;
+  /** "async" (default) or "threads" */
+  pool?: string;
   prefetch: number;
   queues: readonly string[];
   tasks: readonly string[];
   now: Date;
+  /** task events on (-E) */
+  taskEvents?: boolean;
 }
 
 export function banner(info: BannerInfo): string {
@@ -25,8 +29,8 @@ export function banner(info: BannerInfo): string {
     `- ** ---------- .> app:         celery-gateway`,
     `- ** ---------- .> transport:   ${info.transport}`,
     `- ** ---------- .> results:     ${info.results}`,
-    `- *** --- * --- .> concurrency: ${info.concurrency} (async), prefetch ${info.prefetch}`,
-    `-- ******* ---- .> task events: OFF`,
+    `- *** --- * --- .> concurrency: ${info.concurrency} (${info.pool ?? 'async'}), prefetch ${info.prefetch}`,
+    `-- ******* ---- .> task events: ${info.taskEvents ? 'ON' : 'OFF (enable -E to monitor tasks in this worker)'}`,
     `--- ***** ----- `,
     ` -------------- [queues]`,
     ...info.queues.map((q) => `                .> ${q.padEnd(16)} exchange=${q}(direct) key=${q}`),

@@ -1,7 +1,8 @@
 /**
  * Celery remote control (pidbox, §10 of the protocol doc): the worker answers `ping`, `inspect registered
- * | active | reserved | scheduled | stats | revoked` and obeys `revoke` (with terminate), so `celery
- * inspect ping` lists it beside Python workers.
+ * | active | reserved | scheduled | stats | revoked` and obeys `revoke` (with terminate), `enable_events`,
+ * `disable_events`, `rate_limit`, `time_limit`, `heartbeat` and `shutdown` with Celery's replies, so `celery inspect
+ * ping` lists it beside Python workers and Flower can drive it.
  */
 import type { Logger } from 'pino';
 import type { Broker } from '../brokers/broker.ts';
@@ -26,7 +27,19 @@ export interface ControlTarget {
   stats(): JsonObject;
   revoked(): string[];
   revoke(taskIds: string[], terminate: boolean): void;
+  /** turn task events on/off; false when they already were */
+  setTaskEvents(enabled: boolean): boolean;
+  /** Celery's rate_limit command: a reply `{ok}` or `{error}` */
+  rateLimit(taskName: string, rate: string | number | null): JsonObject;
+  /** Celery's time_limit command (seconds, null = none): a reply `{ok}` or `{error}` */
+  timeLimit(taskName: string, hard: number | null, soft: number | null): JsonObject;
+  /** Celery's shutdown command: warm shutdown of this worker (no reply, as Celery's) */
+  shutdown(reason: string): void;
+  /** Celery's heartbeat command (a Receiver's wakeup): send a worker-heartbeat now (no reply) */
+  heartbeat(): void;
 }
+
+const limit = (v: Json | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : null);
 
 /** Parse a pidbox request; null for what is not one (or has expired). */
 export function parseControl(message: RawMessage, nowSec: number): ControlRequest | null {
@@ -65,6 +78,21 @@ export function answer(request: ControlRequest, target: ControlTarget): Json | u
       const ids = Array.isArray(args['task_id']) ? (args['task_id'] as string[]) : [String(args['task_id'])];
       target.revoke(ids, args['terminate'] === true);
       return { ok: `tasks ${ids.join(', ')} flagged as revoked` };
+    }
+    case 'enable_events': return { ok: target.setTaskEvents(true) ? 'task events enabled' : 'task events already enabled' };
+    case 'disable_events': return { ok: target.setTaskEvents(false) ? 'task events disabled' : 'task events already disabled' };
+    case 'rate_limit': {
+      const rate = args['rate_limit'];
+      return target.rateLimit(String(args['task_name']), typeof rate === 'string' || typeof rate === 'number' ? rate : null);
+    }
+    case 'time_limit': return target.timeLimit(String(args['task_name']), limit(args['hard']), limit(args['soft']));
+    case 'heartbeat': {
+      target.heartbeat();
+      return undefined;
+    }
+    case 'shutdown': {
+      target.shutdown(typeof args['msg'] === 'string' ? args['msg'] : 'Got shutdown from remote');
+      return undefined;
     }
     default: return undefined;
   }

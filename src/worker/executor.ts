@@ -35,17 +35,24 @@ export async function execute(
       const soft = limits.soft;
       timers.push(setTimeout(() => abort.abort(new SoftTimeLimitExceeded(soft)), soft * 1000));
     }
-    if (limits.hard !== null) {
-      const hard = limits.hard;
-      timers.push(setTimeout(() => abort.abort(new TimeLimitExceeded(hard)), hard * 1000));
-    }
     // Any abort but the soft limit ends the run now (hard limit, revoke with terminate, shutdown): an
     // async handler cannot be stopped, so its late outcome is discarded.
     let onAbort: () => void = () => {};
+    let stopNow: (reason: unknown) => void = () => {};
     const stopped = new Promise<never>((_, reject) => {
+      stopNow = reject;
       onAbort = () => { if (!(abort.signal.reason instanceof SoftTimeLimitExceeded)) reject(abort.signal.reason); };
       abort.signal.addEventListener('abort', onAbort);
     });
+    if (limits.hard !== null) {
+      const hard = limits.hard;
+      // after a soft limit the signal is already aborted (an AbortController fires once): end the run directly
+      timers.push(setTimeout(() => {
+        const reason = new TimeLimitExceeded(hard);
+        if (!abort.signal.aborted) abort.abort(reason);
+        stopNow(reason);
+      }, hard * 1000));
+    }
     run.catch(() => {}); // a handler that fails after being stopped is already accounted for
     let value: unknown;
     try {

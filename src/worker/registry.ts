@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.ts';
 import type { JsonObject, TaskHeaders } from '../protocol/types.ts';
+import { parseRate } from './rate-limit.ts';
 import type { RetryOptions, RetryPolicy } from './retry.ts';
 
 /** What a handler receives after its positional arguments. */
@@ -53,6 +54,22 @@ export interface TaskSpec extends RetryPolicy {
   timeLimit?: number;
   /** soft time limit in seconds, when the message has none */
   softTimeLimit?: number;
+  /**
+   * Celery's rate_limit, enforced per worker: `"10/s"`, `"100/m"`, `"1000/h"` (a bare number is per
+   * second). A limited task waits (its message held, unacked) without delaying other tasks.
+   */
+  rateLimit?: string | number;
+  /**
+   * The queue this task's messages are published to (Celery's `queue=`): a worker started without
+   * `-Q` consumes the default queue plus the queues its tasks declare. Routing a submission there is
+   * the gateway's CELERY_TASK_ROUTES.
+   */
+  queue?: string;
+  /**
+   * Ack after the outcome is stored (default true: a crash runs the task again). false: ack when the
+   * task starts, like Celery's default acks_late=False (a crash mid-run loses it).
+   */
+  acksLate?: boolean;
 }
 
 export type TaskDefinition = TaskHandler | TaskSpec;
@@ -72,6 +89,12 @@ export class TaskRegistry {
     if (!NAME.test(name)) throw new GatewayError('GW_ERR_CONFIG', `invalid task name ${JSON.stringify(name)}: use a dotted name such as "proj.tasks.add"`);
     const spec = typeof definition === 'function' ? { handler: definition } : definition;
     if (typeof spec?.handler !== 'function') throw new GatewayError('GW_ERR_CONFIG', `task ${name}: expected a function or { handler: function, … }`);
+    try {
+      parseRate(spec.rateLimit);
+    } catch (err) {
+      throw new GatewayError('GW_ERR_CONFIG', `task ${name}: ${(err as Error).message}`);
+    }
+    if (spec.queue !== undefined && !/^[\w.:@-]{1,200}$/.test(spec.queue)) throw new GatewayError('GW_ERR_CONFIG', `task ${name}: invalid queue ${JSON.stringify(spec.queue)}`);
     this.#tasks.set(name, spec);
     return this;
   }
@@ -87,6 +110,11 @@ export class TaskRegistry {
 
   names(): string[] {
     return [...this.#tasks.keys()].sort();
+  }
+
+  /** the queues tasks declared with `queue`, sorted, without duplicates */
+  queues(): string[] {
+    return [...new Set([...this.#tasks.values()].flatMap((spec) => (spec.queue ? [spec.queue] : [])))].sort();
   }
 
   get size(): number {

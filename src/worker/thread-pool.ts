@@ -49,6 +49,7 @@ interface Slot {
 const BOOT = new URL('./thread-boot.mjs', import.meta.url);
 
 export class ThreadPool {
+  readonly kind = 'threads';
   readonly size: number;
   readonly #o: ThreadPoolOptions;
   readonly #log: Logger;

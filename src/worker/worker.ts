@@ -8,14 +8,28 @@ import type { ResultBackend, StoreOptions } from '../backends/backend.ts';
 import type { RevokedSet } from '../state/revoked.ts';
 import { parseTaskMessage } from '../protocol/message.ts';
 import { buildMeta, celeryException, encodeError } from '../protocol/result-meta.ts';
+import { saferepr } from '../protocol/repr.ts';
 import { parseIsoDate } from '../protocol/time.ts';
 import { States, type Json, type JsonObject, type ResultMeta, type TaskMessage } from '../protocol/types.ts';
 import { Continuation } from './continuation.ts';
 import { TaskRevoked, WorkerShutdown } from './errors.ts';
-import { execute } from './executor.ts';
+import { execute, type Limits, type Outcome } from './executor.ts';
 import { decideRetry, Retry, retryMessage } from './retry.ts';
 import { startRemoteControl, type ControlTarget } from './control.ts';
+import { EventDispatcher } from './events.ts';
+import { parseRate, TokenBucket } from './rate-limit.ts';
+import {
+  taskErrorFields, taskReceivedFields, taskRevokedFields, taskStartedFields, taskSucceededFields,
+} from '../protocol/events.ts';
 import type { TaskContext, TaskRegistry, TaskSpec } from './registry.ts';
+
+/** Where handlers run instead of this thread (`--pool threads`: src/worker/thread-pool.ts). */
+export interface TaskPool {
+  /** "threads" */
+  readonly kind: string;
+  run(name: string, args: readonly Json[], ctx: TaskContext, abort: AbortController, limits: Limits): Promise<Outcome>;
+  close(): Promise<void>;
+}
 
 export interface WorkerOptions {
   broker: Broker;
@@ -30,12 +44,24 @@ export interface WorkerOptions {
   /** seconds a warm shutdown waits for running tasks */
   shutdownTimeout: number;
   now?: () => Date;
+  /** run registered handlers in this pool (its size should be `concurrency`); closed with the worker */
+  pool?: TaskPool;
   /** queue for canvas signatures without a queue option (Celery's task_default_queue); default "celery" */
   defaultQueue?: string;
   /** the durable revoked set, checked before each task runs */
   revoked?: Pick<RevokedSet, 'get'>;
   /** answer Celery remote control on the pidbox (ping, inspect, revoke); default true */
   remoteControl?: boolean;
+  /** send task-* Celery events from the start (`-E`); worker-* events are always sent */
+  taskEvents?: boolean;
+  /** worker-heartbeat period, seconds (Celery: 2) */
+  heartbeatFreq?: number;
+  /** sw_ver of worker events */
+  version?: string;
+  /** larger task messages (body, bytes) are rejected unparsed; default 10 MiB */
+  maxMessageBytes?: number;
+  /** what the `shutdown` remote-control command does; default: close() (the CLI exits after it) */
+  onShutdown?: (reason: string) => void;
 }
 
 interface Job {
@@ -46,7 +72,25 @@ interface Job {
   abandoned?: boolean;
   /** unix seconds when it started running */
   started?: number;
+  /** acked before running (acksLate: false): later settles are no-ops */
+  acked?: boolean;
 }
+
+/** A delivery already acked: settling it again does nothing. */
+function settledDelivery(delivery: Delivery): Delivery {
+  return { message: delivery.message, queue: delivery.queue, redelivered: delivery.redelivered, ack: async () => {}, reject: async () => {} };
+}
+
+/** A task's rate-limit state: its bucket and the jobs waiting for a token, in arrival order. */
+interface RateLimited {
+  bucket: TokenBucket;
+  waiting: Job[];
+  timer: NodeJS.Timeout | undefined;
+}
+
+export const DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
+/** at most this many messages held for a rate limit raise the prefetch bound (memory stays bounded) */
+const RATE_HELD_PREFETCH_MAX = 1000;
 
 /** setTimeout's ceiling; longer ETAs are waited for in steps */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -72,6 +116,14 @@ export class Worker {
   readonly #perTask = new Map<string, number>();
   /** canvas: callbacks, chain steps, chords and Celery's built-in tasks (src/worker/continuation.ts) */
   readonly #canvas: Continuation;
+  /** Celery events: worker-* always, task-* when enabled */
+  readonly #events: EventDispatcher;
+  /** rate limits set by the `rate_limit` command (tasks per second, null = none), over the TaskSpec's */
+  readonly #rateOverrides = new Map<string, number | null>();
+  /** time limits set by the `time_limit` command, over the TaskSpec's */
+  readonly #timeLimitOverrides = new Map<string, { hard: number | null; soft: number | null }>();
+  /** per task name: its token bucket and the jobs waiting for a token */
+  readonly #limited = new Map<string, RateLimited>();
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -81,6 +133,17 @@ export class Worker {
       broker: options.broker, backend: options.backend, registry: options.registry,
       defaultQueue: options.defaultQueue ?? 'celery', logger: this.#log, now: this.#now,
     });
+    this.#events = new EventDispatcher({
+      broker: options.broker, hostname: options.hostname, logger: this.#log, taskEvents: options.taskEvents === true,
+      version: options.version ?? '0.1.0', now: this.#now,
+      status: () => ({ active: this.#active.size, processed: this.#processed }),
+      ...(options.heartbeatFreq === undefined ? {} : { heartbeatFreq: options.heartbeatFreq }),
+    });
+  }
+
+  /** whether task-* events are being sent */
+  get taskEvents(): boolean {
+    return this.#events.taskEvents;
   }
 
   get stats(): { active: number; scheduled: number; reserved: number; processed: number } {
@@ -97,6 +160,7 @@ export class Worker {
       { queues: this.#o.queues, prefetch: this.#basePrefetch },
       (delivery) => { void this.#receive(delivery); },
     );
+    this.#events.start();
   }
 
   /** What `celery inspect` sees (same shapes as a Python worker's replies). */
@@ -105,7 +169,7 @@ export class Worker {
       const { headers, args, kwargs } = job.message;
       return {
         id: headers.id, name: headers.task, args, kwargs, type: headers.task, hostname: this.#o.hostname,
-        time_start: job.started ?? null, acknowledged: false, worker_pid: process.pid,
+        time_start: job.started ?? null, acknowledged: job.acked === true, worker_pid: process.pid,
         delivery_info: { exchange: '', routing_key: job.delivery.queue, priority: job.message.properties.priority ?? 0, redelivered: job.delivery.redelivered },
       };
     };
@@ -113,12 +177,13 @@ export class Worker {
       hostname: this.#o.hostname,
       registered: () => this.#o.registry.names(),
       active: () => [...this.#active.keys()].map(request),
-      reserved: () => this.#ready.map(request),
+      // waiting for a free slot or for a rate-limit token, as Celery lists both
+      reserved: () => [...this.#ready, ...[...this.#limited.values()].flatMap((state) => state.waiting)].map(request),
       scheduled: () => [...this.#scheduled.keys()].map((job) => ({ eta: job.message.headers.eta, priority: job.message.properties.priority ?? 0, request: request(job) })),
       stats: () => ({
         pid: process.pid,
         total: Object.fromEntries(this.#perTask),
-        pool: { 'max-concurrency': this.#o.concurrency, implementation: 'celery-gateway:async' },
+        pool: { 'max-concurrency': this.#o.concurrency, implementation: `celery-gateway:${this.#o.pool?.kind ?? 'async'}` },
         prefetch_count: this.#basePrefetch + this.#scheduled.size,
         uptime: Math.round(process.uptime()),
         sw_ident: 'celery-gateway',
@@ -132,7 +197,107 @@ export class Worker {
           for (const [job, abort] of this.#active) if (job.message.headers.id === id) abort.abort(new TaskRevoked(id));
         }
       },
+      setTaskEvents: (enabled) => {
+        if (this.#events.taskEvents === enabled) return false;
+        this.#events.setTaskEvents(enabled);
+        this.#log.info(`Events of group {task} ${enabled ? 'enabled' : 'disabled'} by remote.`);
+        return true;
+      },
+      rateLimit: (taskName, rate): JsonObject => {
+        let perSecond: number | null;
+        try {
+          perSecond = parseRate(rate);
+        } catch (err) {
+          return { error: `Invalid rate limit string: ${(err as Error).message}` };
+        }
+        if (!this.#o.registry.get(taskName)) {
+          this.#log.error({ task: taskName }, `Rate limit attempt for unknown task ${taskName}`);
+          return { error: 'unknown task' };
+        }
+        this.#rateOverrides.set(taskName, perSecond);
+        this.#resetRateLimit(taskName);
+        if (perSecond === null) {
+          this.#log.info({ task: taskName }, `Rate limits disabled for tasks of type ${taskName}`);
+          return { ok: 'rate limit disabled successfully' };
+        }
+        this.#log.info({ task: taskName, rate }, `New rate limit for tasks of type ${taskName}: ${String(rate)}.`);
+        return { ok: 'new rate limit set successfully' };
+      },
+      timeLimit: (taskName, hard, soft): JsonObject => {
+        if (!this.#o.registry.get(taskName)) {
+          this.#log.error({ task: taskName }, `Change time limit attempt for unknown task ${taskName}`);
+          return { error: 'unknown task' };
+        }
+        this.#timeLimitOverrides.set(taskName, { hard, soft });
+        this.#log.info({ task: taskName, hard, soft }, `New time limits for tasks of type ${taskName}: soft=${soft} hard=${hard}`);
+        return { ok: 'time limits set successfully' };
+      },
+      heartbeat: () => this.#events.heartbeat(),
+      shutdown: (reason) => {
+        this.#log.warn(reason);
+        // after this reply round: the listener is stopped by the shutdown itself
+        setImmediate(() => { if (this.#o.onShutdown) this.#o.onShutdown(reason); else void this.close(); });
+      },
     };
+  }
+
+  /** The task's rate in tasks per second (a `rate_limit` command wins over the TaskSpec), null = none. */
+  #rateOf(task: string, spec: TaskSpec): number | null {
+    if (this.#rateOverrides.has(task)) return this.#rateOverrides.get(task) ?? null;
+    try {
+      return parseRate(spec.rateLimit);
+    } catch {
+      return null; // checked at registration
+    }
+  }
+
+  /** A new rate for a task: a new bucket; waiting jobs are admitted again under it. */
+  #resetRateLimit(task: string): void {
+    const state = this.#limited.get(task);
+    if (!state) return;
+    clearTimeout(state.timer);
+    this.#limited.delete(task);
+    const waiting = state.waiting;
+    this.#updatePrefetch();
+    for (const job of waiting) this.#admit(job);
+  }
+
+  /** Run when a token is there: unlimited tasks go straight to the ready queue, limited ones wait their turn. */
+  #admit(job: Job): void {
+    const task = job.message.headers.task;
+    const rate = this.#rateOf(task, job.spec);
+    if (rate === null) {
+      this.#enqueue(job);
+      return;
+    }
+    let state = this.#limited.get(task);
+    if (!state || state.bucket.fillRate !== rate) {
+      if (state) clearTimeout(state.timer);
+      state = { bucket: new TokenBucket(rate, 1), waiting: state?.waiting ?? [], timer: undefined };
+      this.#limited.set(task, state);
+    }
+    state.waiting.push(job);
+    this.#updatePrefetch();
+    this.#drainLimited(task, state);
+  }
+
+  #drainLimited(task: string, state: RateLimited): void {
+    state.timer = undefined;
+    if (this.#closing) return;
+    while (state.waiting.length > 0 && state.bucket.canConsume(1)) {
+      this.#enqueue(state.waiting.shift() as Job);
+    }
+    this.#updatePrefetch();
+    if (state.waiting.length > 0) {
+      state.timer = setTimeout(() => this.#drainLimited(task, state), Math.max(1, Math.ceil(state.bucket.expectedTime(1))));
+    }
+  }
+
+  /** jobs held for a rate-limit token */
+  get #rateWaiting(): number {
+    let n = 0;
+    for (const state of this.#limited.values()) n += state.waiting.length;
+    return n;
   }
 
   /** Warm shutdown, memoised: stop consuming, requeue what has not started, wait for running tasks. */
@@ -142,6 +307,17 @@ export class Worker {
   }
 
   async #receive(delivery: Delivery): Promise<void> {
+    const limit = this.#o.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    const body = delivery.message.body;
+    // a UTF-8 byte count is only needed near the limit (length <= bytes <= 3 × length)
+    if (body.length * 3 > limit && Buffer.byteLength(body, 'utf8') > limit) {
+      this.#log.error(
+        { queue: delivery.queue, bytes: Buffer.byteLength(body, 'utf8'), limit, task: delivery.message.headers['task'], taskId: delivery.message.headers['id'] },
+        'rejecting a message larger than WORKER_MAX_MESSAGE_BYTES (not parsed)',
+      );
+      await this.#settle(() => delivery.reject(false));
+      return;
+    }
     let message: TaskMessage;
     try {
       message = parseTaskMessage(delivery.message);
@@ -155,6 +331,8 @@ export class Worker {
     if (!spec) {
       this.#log.error({ task, taskId: id }, `Received unregistered task of type '${task}'`);
       await this.#store(message, States.FAILURE, celeryException('NotRegistered', task) as unknown as Json);
+      // as Celery's consumer does for an unknown task (a task-group event: only with task events on)
+      this.#events.task('task-failed', { uuid: id, exception: `NotRegistered(${saferepr(task)})` });
       await this.#settle(() => delivery.reject(false));
       return;
     }
@@ -163,12 +341,13 @@ export class Worker {
       return;
     }
     this.#log.info({ task, taskId: id, eta: message.headers.eta }, `Task ${task}[${id}] received`);
+    this.#events.task('task-received', taskReceivedFields(message));
     const job: Job = { delivery, message, spec };
     if (await this.#revokeIfExpired(job)) return;
     const eta = message.headers.eta ? parseIsoDate(message.headers.eta) : null;
     const wait = eta ? eta.getTime() - this.#now().getTime() : 0;
     if (wait > 0) this.#schedule(job, wait);
-    else this.#enqueue(job);
+    else this.#admit(job);
   }
 
   #schedule(job: Job, waitMs: number): void {
@@ -178,15 +357,19 @@ export class Worker {
       const eta = parseIsoDate(job.message.headers.eta ?? '');
       const left = eta ? eta.getTime() - this.#now().getTime() : 0;
       if (left > 0) this.#schedule(job, left);
-      else this.#enqueue(job);
+      else this.#admit(job);
     }, Math.min(waitMs, MAX_TIMER_MS));
     this.#scheduled.set(job, timer);
     this.#updatePrefetch();
   }
 
-  /** Like Celery, an ETA task held in memory does not count against the prefetch bound. */
+  /**
+   * Like Celery, an ETA task held in memory does not count against the prefetch bound. Unlike Celery, a
+   * task held for its rate limit does not either (up to RATE_HELD_PREFETCH_MAX of them), so a backlog of a
+   * limited task does not starve the others.
+   */
   #updatePrefetch(): void {
-    this.#subscription?.setPrefetch(this.#basePrefetch + this.#scheduled.size);
+    this.#subscription?.setPrefetch(this.#basePrefetch + this.#scheduled.size + Math.min(this.#rateWaiting, RATE_HELD_PREFETCH_MAX));
   }
 
   #enqueue(job: Job): void {
@@ -209,6 +392,7 @@ export class Worker {
     if (!expired && !revoked) return false;
     const { task, id } = job.message.headers;
     this.#log.info({ task, taskId: id }, `Discarding ${expired ? 'expired' : 'revoked'} task ${task}[${id}]`);
+    this.#events.task('task-revoked', taskRevokedFields(id, { terminated: false, expired }));
     const exc = celeryException('TaskRevokedError', expired ? 'expired' : 'revoked');
     const stored = await this.#store(job.message, States.REVOKED, exc as unknown as Json);
     // [canvas] a revoked chord member still counts towards its chord
@@ -230,22 +414,37 @@ export class Worker {
   async #run(job: Job): Promise<void> {
     const abort = new AbortController();
     this.#active.set(job, abort);
-    const { message, spec, delivery } = job;
+    const { message, spec } = job;
     const { task, id } = message.headers;
     try {
       if (await this.#revokeIfExpired(job, true)) return;
+      if (spec.acksLate === false) {
+        // Celery's default (acks_late=False): acked when the task starts; a crash from here loses it
+        await this.#settle(() => job.delivery.ack());
+        job.acked = true;
+        job.delivery = settledDelivery(job.delivery);
+      }
+      const { delivery } = job;
       job.started = Date.now() / 1000;
       this.#perTask.set(task, (this.#perTask.get(task) ?? 0) + 1);
+      this.#events.task('task-started', taskStartedFields(id));
       if (spec.trackStarted !== false) this.#storeStarted(message);
       const [hard, soft] = message.headers.timelimit;
-      const outcome = await execute(spec, message.args, this.#context(job, abort.signal), abort, {
-        hard: hard ?? spec.timeLimit ?? null,
-        soft: soft ?? spec.softTimeLimit ?? null,
-      });
+      const override = this.#timeLimitOverrides.get(task);
+      const limits = {
+        hard: hard ?? (override ? override.hard : spec.timeLimit ?? null),
+        soft: soft ?? (override ? override.soft : spec.softTimeLimit ?? null),
+      };
+      const ctx = this.#context(job, abort.signal);
+      // registered handlers go to the pool when there is one; canvas built-ins run here
+      const outcome = this.#o.pool && this.#o.registry.get(task)
+        ? await this.#o.pool.run(task, message.args, ctx, abort, limits)
+        : await execute(spec, message.args, ctx, abort, limits);
       if (job.abandoned) return;
       if (abort.signal.reason instanceof TaskRevoked) {
         // revoked with terminate: REVOKED whatever the handler did after its signal fired (as Celery)
         this.#log.info({ task, taskId: id }, `Task ${task}[${id}] terminated (revoked)`);
+        this.#events.task('task-revoked', taskRevokedFields(id, { terminated: true, expired: false, signum: 15 }));
         const stored = await this.#store(message, States.REVOKED, celeryException('TaskRevokedError', 'terminated') as unknown as Json);
         await this.#settle(() => (stored ? delivery.ack() : delivery.reject(true)));
         return;
@@ -254,6 +453,7 @@ export class Worker {
       let stored: boolean;
       if (outcome.ok) {
         this.#log.info({ task, taskId: id, runtime: outcome.runtimeMs }, `Task ${task}[${id}] succeeded in ${seconds}s`);
+        this.#events.task('task-succeeded', taskSucceededFields(id, outcome.value, outcome.runtimeMs / 1000));
         const ignore = spec.ignoreResult === true || message.headers.ignore_result === true;
         // [canvas] callbacks and the next chain step are published before SUCCESS is stored (its
         // meta lists them in children); the chord part is recorded after. A failure requeues the task.
@@ -265,6 +465,7 @@ export class Worker {
       } else {
         const { exc, traceback } = encodeError(outcome.error);
         this.#log.info({ task, taskId: id, runtime: outcome.runtimeMs, err: outcome.error }, `Task ${task}[${id}] raised ${exc.exc_type} in ${seconds}s`);
+        this.#events.task('task-failed', taskErrorFields(id, exc, traceback));
         stored = await this.#store(message, States.FAILURE, exc as unknown as Json, traceback);
         // [canvas] chord part, FAILURE for the remaining chain steps, errbacks
         if (stored) stored = await this.#continue(message, () => this.#canvas.afterFailure(message, exc, traceback)) !== null;
@@ -292,6 +493,7 @@ export class Worker {
     const { exc, traceback } = encodeError(decision.exc);
     if (!decision.retry) {
       this.#log.info({ task, taskId: id }, `Task ${task}[${id}] exceeded its retries`);
+      this.#events.task('task-failed', taskErrorFields(id, decision.exceeded ?? exc, traceback));
       let stored = await this.#store(message, States.FAILURE, (decision.exceeded ?? exc) as unknown as Json, traceback);
       if (stored) stored = await this.#continue(message, () => this.#canvas.afterFailure(message, decision.exceeded ?? exc, traceback)) !== null;
       await this.#settle(() => (stored ? delivery.ack() : delivery.reject(true)));
@@ -305,6 +507,7 @@ export class Worker {
       await this.#settle(() => delivery.reject(true));
       return true;
     }
+    this.#events.task('task-retried', taskErrorFields(id, exc, traceback));
     await this.#store(message, States.RETRY, exc as unknown as Json, traceback, [[[id, null], null]]);
     await this.#settle(() => delivery.ack());
     this.#processed += 1;
@@ -407,9 +610,11 @@ export class Worker {
     this.#log.info('warm shutdown: no new tasks; waiting for running ones');
     await this.#stopControl?.().catch(() => {});
     await this.#subscription?.cancel();
-    const unstarted = [...this.#ready, ...this.#scheduled.keys()];
+    const unstarted = [...this.#ready, ...this.#scheduled.keys(), ...[...this.#limited.values()].flatMap((state) => state.waiting)];
     for (const timer of this.#scheduled.values()) clearTimeout(timer);
     this.#scheduled.clear();
+    for (const state of this.#limited.values()) clearTimeout(state.timer);
+    this.#limited.clear();
     this.#ready.length = 0;
     await Promise.all(unstarted.map((job) => this.#settle(() => job.delivery.reject(true))));
     if (this.#active.size > 0) {
@@ -429,5 +634,7 @@ export class Worker {
         await Promise.all(running.map(([job]) => this.#settle(() => job.delivery.reject(true))));
       }
     }
+    await this.#events.close();
+    await this.#o.pool?.close();
   }
 }
