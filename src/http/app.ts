@@ -20,8 +20,8 @@ import { RevokedSet } from '../state/revoked.ts';
 import { MemoryState, type SharedState } from '../state/shared-state.ts';
 import { Producer } from '../producer.ts';
 import { GatewayMetrics } from './metrics.ts';
-import { authPlugin } from './plugins/auth.ts';
-import { errorHandler, notFoundHandler } from './plugins/errors.ts';
+import { authPlugin, PUBLIC } from './plugins/auth.ts';
+import { errorBody, errorHandler, frameworkErrorHandler, notFoundHandler, rejectDeepBody } from './plugins/errors.ts';
 import { idempotencyPlugin } from './plugins/idempotency.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
 import { flowerRoutes } from './routes/flower.ts';
@@ -34,13 +34,15 @@ import { resultsRoutes } from './routes/results.ts';
 import { tasksRoutes } from './routes/tasks.ts';
 import { workflowsRoutes } from './routes/workflows.ts';
 import type { WorkflowLimits } from '../canvas/spec.ts';
-import { errorSchema } from './schemas.ts';
+import { errorResponses, errorSchema } from './schemas.ts';
 import { openapiInfo } from './openapi-info.ts';
+import { SubmitGuard } from './submit-guard.ts';
+import { registryOpenapi, type TaskRegistry } from './task-registry.ts';
 
 export interface AppDeps {
   broker: Broker;
   backend: ResultBackend;
-  config: Pick<Config, 'defaultQueue' | 'bodyLimit' | 'maxWaitSeconds' | 'rateLimitPerMinute' | 'idempotencyTtl' | 'resultExpires'> & Partial<Pick<Config, 'maxLongPolls'>>;
+  config: Pick<Config, 'defaultQueue' | 'bodyLimit' | 'maxWaitSeconds' | 'rateLimitPerMinute' | 'idempotencyTtl' | 'resultExpires'> & Partial<Pick<Config, 'maxLongPolls' | 'maxArgsBytes'>>;
   logger: Logger;
   /** API keys; absent = no authentication (dev) */
   keys?: KeyRing;
@@ -57,6 +59,13 @@ export interface AppDeps {
   now?: () => Date;
   /** POST /workflows limits (defaults: 1000 nodes, 32 levels) */
   workflowLimits?: Partial<WorkflowLimits>;
+  /** TASK_REGISTRY_FILE, loaded: argument schemas checked at submit and shown in /openapi.json */
+  taskRegistry?: TaskRegistry;
+  /**
+   * the metrics /metrics serves; made by the caller when the adapters must count into it (broker and
+   * backend reconnects), else a fresh set
+   */
+  metrics?: GatewayMetrics;
 }
 
 const AJV_BASE: AjvOptions = { allErrors: false, useDefaults: true, removeAdditional: false, strict: false };
@@ -76,20 +85,72 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance,
     bodyLimit: deps.config.bodyLimit,
-    return503OnClosing: true,
+    // answered by our own onRequest check below, with the JSON error shape and a code
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     requestIdHeader: 'x-request-id',
+    // task names and ids may be 255 characters (the schemas' patterns); longer ones are a 400, not a 414
+    routerOptions: { maxParamLength: 512 },
+    // a malformed URL (`/%`) or an over-long parameter gets our JSON error shape too
+    frameworkErrors: frameworkErrorHandler,
   });
   app.setValidatorCompiler(validatorCompiler());
+  // a body nested deeper than JSON_MAX_DEPTH is refused before it reaches JSON.stringify (a stack overflow, a 500)
+  app.addHook('preValidation', rejectDeepBody);
   // JSON only: a text/plain body is a 415, not a string that fails validation
   app.removeContentTypeParser('text/plain');
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
   app.addSchema(errorSchema);
 
-  await app.register(swagger, { openapi: openapiInfo });
+  // Graceful close: from app.close() on, requests that still arrive (pipelined, or on a kept-alive
+  // connection that was busy when the close began) get a 503 with our JSON body and `Connection: close`;
+  // requests already running finish. The last answer on each connection says `Connection: close`, so
+  // clients stop reusing it and the close does not wait for keep-alive timeouts; an answer with
+  // pipelined requests queued behind it on its connection leaves that to the last one (Node drops
+  // whatever is queued after a `Connection: close`).
+  let closing = false;
+  const inFlight = new WeakMap<object, number>();
+  app.addHook('preClose', async () => { closing = true; });
+  app.addHook('onRequest', (request, reply, done) => {
+    const socket = request.raw.socket;
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
+    if (!closing) { done(); return; }
+    void reply.code(503).header('connection', 'close').header('retry-after', '1').type('application/json')
+      .send(errorBody('GW_ERR_SHUTTING_DOWN', 'the gateway is shutting down: retry on another instance'));
+  });
+  app.addHook('onSend', (request, reply, payload, done) => {
+    if (closing && (inFlight.get(request.raw.socket) ?? 0) <= 1) void reply.header('connection', 'close');
+    done(null, payload);
+  });
+  app.addHook('onResponse', (request, _reply, done) => {
+    const socket = request.raw.socket;
+    const n = inFlight.get(socket);
+    if (n !== undefined) inFlight.set(socket, n - 1);
+    done();
+  });
+  // Statuses every route of a kind can answer, documented on each: 503 (shutting down) everywhere; 401,
+  // 403, 429 where API keys and rate limits apply (all but the public routes); 413, 415 with a body.
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema as { hide?: boolean; produces?: string[]; body?: unknown; response?: Record<string, unknown> } | undefined;
+    if (!schema || schema.hide) return;
+    const response = (schema.response ??= {});
+    const document = (status: number): void => {
+      const doc = errorResponses(status)[status] as { description: string };
+      // a route that produces text (/metrics) still answers errors in JSON
+      response[String(status)] ??= schema.produces ? { description: doc.description, content: { 'application/json': { schema: { $ref: 'Error#' } } } } : doc;
+    };
+    document(503);
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    if (!methods.every((m) => PUBLIC.has(`${m} ${route.url}`))) for (const status of [401, 403, 429]) document(status);
+    if (schema.body) for (const status of [413, 415]) document(status);
+  });
+
+  const registry = deps.taskRegistry;
+  await app.register(swagger, { openapi: openapiInfo, ...(registry ? { transformObject: registryOpenapi(registry) as never } : {}) });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  const metrics = new GatewayMetrics();
+  const metrics = deps.metrics ?? new GatewayMetrics();
+  if (deps.broker.kind !== 'memory') metrics.countReconnects(deps.broker.kind);
   await app.register(metricsPlugin, { metrics });
   if (deps.keys) await app.register(authPlugin, { keys: deps.keys, defaultQueue: deps.config.defaultQueue });
   const defaultLimit = deps.config.rateLimitPerMinute;
@@ -121,18 +182,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logger: deps.logger,
     ...(deps.now ? { now: deps.now } : {}),
     ...(deps.replyTo ? { replyTo: deps.replyTo } : {}),
-    ...(deps.routes ? { routes: deps.routes } : {}),
+    // a registry entry's queue is a route for that exact name, before CELERY_TASK_ROUTES
+    routes: [...(registry?.routes() ?? []), ...(deps.routes ?? [])],
     onPublished: (seconds, ok) => metrics.publishDuration.observe({ outcome: ok ? 'ok' : 'failed' }, seconds),
   });
-  await app.register(tasksRoutes, { producer });
-  await app.register(workflowsRoutes, { producer, backend: deps.backend, ...(deps.workflowLimits ? { limits: deps.workflowLimits } : {}) });
+  const guard = new SubmitGuard({ registry, ...(deps.config.maxArgsBytes !== undefined ? { maxArgsBytes: deps.config.maxArgsBytes } : {}) });
+  await app.register(tasksRoutes, { producer, guard });
+  await app.register(workflowsRoutes, { producer, backend: deps.backend, guard, ...(deps.workflowLimits ? { limits: deps.workflowLimits } : {}) });
   await app.register(resultsRoutes, { backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, shutdown: shutdown.signal, metrics, ...(deps.config.maxLongPolls ? { maxLongPolls: deps.config.maxLongPolls } : {}) });
   await app.register(healthRoutes, { broker: deps.broker, backend: deps.backend });
   await app.register(queuesRoutes, { broker: deps.broker, producer });
   await app.register(workersRoutes, { broker: deps.broker });
   await app.register(revokeRoutes, { broker: deps.broker, revoked: new RevokedSet(state, deps.config.resultExpires) });
   await app.register(schedulesRoutes, { store: deps.schedules ?? new MemoryScheduleStore(), ...(deps.now ? { now: deps.now } : {}) });
-  await app.register(flowerRoutes, { producer, backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, queueLength: (q) => deps.broker.queueLength(q) });
+  await app.register(flowerRoutes, { producer, backend: deps.backend, maxWaitSeconds: deps.config.maxWaitSeconds, queueLength: (q) => deps.broker.queueLength(q), guard });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

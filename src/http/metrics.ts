@@ -36,6 +36,21 @@ export class GatewayMetrics {
     name: 'celery_gateway_open_long_polls', help: 'Long-polls waiting right now', registers: [this.registry],
   });
 
+  readonly brokerReconnects = new Counter({
+    name: 'celery_gateway_broker_reconnects_total', help: 'Broker connections re-established after a loss, by transport (redis, amqp)',
+    labelNames: ['transport'] as const, registers: [this.registry],
+  });
+  readonly backendReconnects = new Counter({
+    name: 'celery_gateway_backend_reconnects_total', help: 'Result backend connections (Redis, or AMQP for rpc://) re-established after a loss',
+    registers: [this.registry],
+  });
+
+  /** Show the reconnect counters at 0 from the start, so a rate() works from the first scrape. */
+  countReconnects(transport: string): void {
+    this.brokerReconnects.inc({ transport }, 0);
+    this.backendReconnects.inc(0);
+  }
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'celery_gateway_' });
   }

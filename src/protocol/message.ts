@@ -239,7 +239,8 @@ function parseBody(text: string): Json {
  * anything else malformed is GW_ERR_PROTOCOL.
  */
 export function parseTaskMessage(raw: RawMessage): TaskMessage {
-  const contentType = (raw.contentType ?? '').trim().toLowerCase();
+  // transports give a string, but a hand-made message may carry anything: never a TypeError here
+  const contentType = typeof raw.contentType === 'string' ? raw.contentType.trim().toLowerCase() : '';
   if (contentType !== JSON_CONTENT_TYPE) {
     throw new GatewayError('GW_ERR_CONTENT_DISALLOWED', `refusing content type ${JSON.stringify(raw.contentType)}: only ${JSON_CONTENT_TYPE} is accepted`, {
       details: { contentType: raw.contentType },

@@ -14,8 +14,8 @@ declare module 'fastify' {
   }
 }
 
-/** Routes anyone may call. */
-const PUBLIC = new Set(['GET /healthz', 'GET /readyz', 'GET /openapi.json', 'HEAD /healthz', 'HEAD /readyz']);
+/** Routes anyone may call (`METHOD /url`); /docs too. */
+export const PUBLIC = new Set(['GET /healthz', 'GET /readyz', 'GET /openapi.json', 'HEAD /healthz', 'HEAD /readyz']);
 
 /** The scope each route needs; a route missing here needs `admin` (secure by default). */
 const ROUTE_SCOPES: Record<string, Scope> = {

@@ -11,6 +11,7 @@ import { saferepr } from '../../protocol/repr.ts';
 import { describeError } from '../../protocol/result-meta.ts';
 import { READY_STATES, States, type Json, type JsonObject, type ResultMeta } from '../../protocol/types.ts';
 import type { TaskOptions } from '../../task-options.ts';
+import type { SubmitGuard } from '../submit-guard.ts';
 import { bodyOrEmpty, errorResponses, TASK_ID_PATTERN, TASK_NAME_PATTERN, taskOptionsSchema } from '../schemas.ts';
 
 export interface FlowerRoutesOptions {
@@ -18,6 +19,8 @@ export interface FlowerRoutesOptions {
   backend: ResultBackend;
   maxWaitSeconds: number;
   queueLength: (queue: string) => Promise<number>;
+  /** MAX_ARGS_BYTES and the task registry */
+  guard: SubmitGuard;
 }
 
 type FlowerBody = { args?: Json[]; kwargs?: JsonObject } & Omit<TaskOptions, 'eta' | 'expires'> & { eta?: string; expires?: number | string };
@@ -59,10 +62,11 @@ function flowerResult(meta: ResultMeta): { result: Json; traceback?: string | nu
   return meta.status === States.FAILURE ? { result: repr, traceback: meta.traceback } : { result: repr };
 }
 
-export const flowerRoutes: FastifyPluginAsync<FlowerRoutesOptions> = async (app, { producer, backend, maxWaitSeconds, queueLength }) => {
+export const flowerRoutes: FastifyPluginAsync<FlowerRoutesOptions> = async (app, { producer, backend, maxWaitSeconds, queueLength, guard }) => {
   const nameParams = { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: TASK_NAME_PATTERN } } } as const;
   const send = async (name: string, body: FlowerBody | undefined) => {
     const b = body ?? {};
+    guard.call(name, b.args, b.kwargs, { args: '/args', kwargs: '/kwargs' });
     return producer.send({ task: name, args: b.args ?? [], kwargs: b.kwargs ?? {}, options: toOptions(b) });
   };
 

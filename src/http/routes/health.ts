@@ -43,6 +43,7 @@ export const healthRoutes: FastifyPluginAsync<{ broker: Broker; backend: ResultB
         200: { type: 'object', properties: { status: { type: 'string', enum: ['ready'] }, checks: checksSchema } },
         503: {
           type: 'object',
+          description: 'Not ready: code GW_ERR_BROKER_UNAVAILABLE or GW_ERR_BACKEND_UNAVAILABLE, with `checks`; or GW_ERR_SHUTTING_DOWN while the gateway closes',
           properties: { statusCode: { type: 'integer' }, code: { type: 'string' }, error: { type: 'string' }, message: { type: 'string' }, checks: checksSchema },
         },
       },

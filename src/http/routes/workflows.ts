@@ -12,6 +12,7 @@ import { asWorkflowNode, overallState, taskIds, viewTree } from '../../canvas/tr
 import { GatewayError } from '../../errors.ts';
 import type { Producer } from '../../producer.ts';
 import type { Json, ResultMeta } from '../../protocol/types.ts';
+import type { SubmitGuard } from '../submit-guard.ts';
 import { errorResponses, TASK_ID_PATTERN, workflowSpecSchema, workflowSubmittedSchema, workflowViewSchema } from '../schemas.ts';
 
 export interface WorkflowsRoutesOptions {
@@ -19,25 +20,30 @@ export interface WorkflowsRoutesOptions {
   backend: ResultBackend;
   /** defaults: 1000 nodes, 32 levels */
   limits?: Partial<WorkflowLimits>;
+  /** MAX_ARGS_BYTES and the task registry, applied to every node */
+  guard: SubmitGuard;
 }
 
 function unsupported(backend: ResultBackend, what: string): GatewayError {
   return new GatewayError('GW_ERR_WORKFLOW_UNSUPPORTED', `the ${backend.kind} result backend cannot keep ${what}: use the Redis result backend`);
 }
 
-export const workflowsRoutes: FastifyPluginAsync<WorkflowsRoutesOptions> = async (app, { producer, backend, limits }) => {
+export const workflowsRoutes: FastifyPluginAsync<WorkflowsRoutesOptions> = async (app, { producer, backend, limits, guard }) => {
   const effective: WorkflowLimits = { ...DEFAULT_WORKFLOW_LIMITS, ...limits };
 
   app.post<{ Body: unknown }>('/workflows', {
     schema: {
       summary: 'Submit a workflow (chain, group, chord, map, starmap, chunks)',
-      description: 'Publishes a Celery canvas exactly as a Python client would (Python and Node workers continue it alike) and answers 202 with the id of every node, in the shape of the spec. A bad spec is a 400 GW_ERR_BAD_WORKFLOW whose `details.pointer` is the JSON pointer of the offending node.',
+      description: 'Publishes a Celery canvas exactly as a Python client would (Python and Node workers continue it alike) and answers 202 with the id of every node, in the shape of the spec. A bad spec is a 400 GW_ERR_BAD_WORKFLOW whose `details.pointer` is the JSON pointer of the offending node. ' +
+        'Each node\'s args + kwargs may take at most MAX_ARGS_BYTES (413 GW_ERR_ARGS_TOO_LARGE); with a task registry each call is validated (400 GW_ERR_ARGS_INVALID / GW_ERR_TASK_NOT_REGISTERED, `details.pointer`); ' +
+        'args that will get a parent\'s result prepended (chain steps after the first, chord bodies, links, unless immutable) are incomplete at submit time: only their kwargs are checked.',
       tags: ['tasks'],
       body: workflowSpecSchema,
       response: { 202: workflowSubmittedSchema, ...errorResponses(400, 413, 415, 501, 503) },
     },
   }, async (request, reply) => {
     const spec = parseWorkflowSpec(request.body, effective, new Date());
+    guard.node(spec);
     if (!backend.saveWorkflow || !backend.getWorkflow) throw unsupported(backend, 'workflows');
     const compiled = compileWorkflow(spec, { newId: randomUUID, replyTo: producer.replyTo });
     if (compiled.actions.some((a) => a.type === 'chord-size') && (!backend.setChordSize || !backend.chordPartReturn)) throw unsupported(backend, 'chords');
