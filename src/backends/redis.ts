@@ -9,7 +9,7 @@ import { redactUrl } from '../config.ts';
 import { parseMeta, serializeMeta } from '../protocol/result-meta.ts';
 import type { ResultMeta } from '../protocol/types.ts';
 import { GatewayError } from '../errors.ts';
-import { connectRedis, unavailable, whenReady, withRedis } from '../redis/connection.ts';
+import { connectRedis, unavailable, whenReady, withRedis, type ConnectionHooks } from '../redis/connection.ts';
 import { TickBatcher } from '../redis/batch.ts';
 import type { ChordPart, ResultBackend } from './backend.ts';
 import { pyJsonDumps } from '../canvas/python.ts';
@@ -78,6 +78,8 @@ export interface RedisBackendOptions {
   /** how long the gateway remembers an id it published, seconds */
   submittedTtlSec?: number;
   logger?: Logger;
+  /** called each time one of the backend's connections is re-established (for metrics) */
+  onReconnect?: () => void;
 }
 
 interface ScriptedRedis extends Redis {
@@ -100,17 +102,24 @@ export class RedisBackend implements ResultBackend {
   readonly #resultTtlSec: number;
   readonly #submittedTtlSec: number;
   #closing: Promise<void> | undefined;
+  readonly #hooks: ConnectionHooks;
 
   constructor(options: RedisBackendOptions) {
+    this.#hooks = { onReconnect: options.onReconnect };
     this.#url = options.url;
     this.displayUrl = redactUrl(options.url);
     this.#log = options.logger;
     this.#resultTtlSec = options.resultTtlSec ?? 86400;
     this.#submittedTtlSec = options.submittedTtlSec ?? 86400;
-    const client = connectRedis(options.url, options.logger, { enableAutoPipelining: true });
+    const client = connectRedis(options.url, options.logger, { enableAutoPipelining: true }, this.#hooks);
     client.defineCommand('gwStore', { numberOfKeys: 1, lua: STORE });
     client.defineCommand('gwStoreMany', { lua: STORE_MANY });
     this.#client = client as ScriptedRedis;
+  }
+
+  /** the command connection (tests use it) */
+  get client(): Redis {
+    return this.#client;
   }
 
   #run<T>(fn: () => Promise<T>): Promise<T> {
@@ -135,7 +144,7 @@ export class RedisBackend implements ResultBackend {
 
   #subscriberConnection(): Redis {
     if (!this.#subscriber) {
-      const sub = connectRedis(this.#url, this.#log, { enableOfflineQueue: true, maxRetriesPerRequest: 1 });
+      const sub = connectRedis(this.#url, this.#log, { enableOfflineQueue: true, maxRetriesPerRequest: 1 }, this.#hooks);
       sub.on('message', (channel: string, text: string) => this.#dispatch(channel, text));
       this.#subscriber = sub;
     }

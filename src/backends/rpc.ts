@@ -37,6 +37,8 @@ export interface RpcBackendOptions {
   maxEntries?: number;
   /** Celery's result_persistent: delivery_mode 2 for stored results (default 1) */
   persistent?: boolean;
+  /** called each time the connection is re-established after a loss (for metrics) */
+  onReconnect?: () => void;
 }
 
 function unavailable(message: string, cause?: unknown): GatewayError {
@@ -101,11 +103,14 @@ export class RpcBackend implements ResultBackend {
     this.max = options.maxEntries ?? 100_000;
     this.persistent = options.persistent ?? false;
     this.log = options.logger;
+    let opened = false;
     this.conn = new ManagedConnection({
       url: options.url,
       name: 'celery-gateway rpc backend',
       ...(options.logger ? { logger: options.logger } : {}),
       onOpen: (model) => {
+        if (opened) options.onReconnect?.();
+        opened = true;
         this.ensureConsumer(model).catch(() => {});
       },
     });

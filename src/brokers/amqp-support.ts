@@ -8,7 +8,7 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } f
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.ts';
 import type { Json, JsonObject, MessageProperties, RawMessage } from '../protocol/types.ts';
-import { amqpUrlToOptions, type AmqpUrlOptions } from './amqp-url.ts';
+import { amqpUrlList, type AmqpUrlOptions } from './amqp-url.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Encoding. amqplib guesses integer widths ('b' byte, 's' short, 'I' int, 'l' long) but py-amqp
@@ -230,7 +230,7 @@ export interface ManagedConnectionOptions {
 /**
  * One AMQP connection. The first get() awaits one connection attempt; after a failure or a loss,
  * get() rejects at once (GW_ERR_BROKER_UNAVAILABLE: callers never queue behind an outage) while a
- * background loop reconnects with exponential backoff (100 ms doubling to 5 s).
+ * background loop reconnects with exponential backoff (100 ms doubling to 2 s, as the Redis adapters: at most ~2 s of 503s after the broker is back).
  */
 export class ManagedConnection {
   current: ChannelModel | null = null;
@@ -241,7 +241,10 @@ export class ManagedConnection {
   private timer: NodeJS.Timeout | undefined;
   private backoff: number;
   private closing: Promise<void> | null = null;
-  private readonly parsed: AmqpUrlOptions;
+  /** the nodes of the URL list (`amqp://a;amqp://b`), tried round robin */
+  private readonly nodes: AmqpUrlOptions[];
+  /** index of the node the next attempt starts with */
+  private nextNode = 0;
   private readonly timeoutMs: number;
   private readonly min: number;
   private readonly max: number;
@@ -250,10 +253,10 @@ export class ManagedConnection {
 
   constructor(options: ManagedConnectionOptions) {
     this.options = options;
-    this.parsed = amqpUrlToOptions(options.url);
-    this.timeoutMs = options.connectTimeoutMs ?? this.parsed.connectTimeoutMs ?? 5000;
+    this.nodes = amqpUrlList(options.url);
+    this.timeoutMs = options.connectTimeoutMs ?? this.nodes[0]?.connectTimeoutMs ?? 5000;
     this.min = options.minBackoffMs ?? 100;
-    this.max = options.maxBackoffMs ?? 5000;
+    this.max = options.maxBackoffMs ?? 2000;
     this.backoff = this.min;
     this.log = options.logger;
     if (!int64Checked) {
@@ -295,8 +298,32 @@ export class ManagedConnection {
     return p;
   }
 
+  /**
+   * One pass over the node list, from `nextNode` on: the first node that accepts wins. After a loss the
+   * next pass starts with the node after the lost one (kombu's round-robin failover).
+   */
   private async open(): Promise<ChannelModel> {
-    const u = this.parsed;
+    const errors: string[] = [];
+    for (let i = 0; i < this.nodes.length; i++) {
+      const index = (this.nextNode + i) % this.nodes.length;
+      try {
+        const model = await this.openNode(this.nodes[index]!);
+        this.nextNode = index;
+        this.currentNode = index;
+        if (this.nodes.length > 1) this.log?.info({ node: nodeName(this.nodes[index]!) }, 'AMQP connected');
+        return model;
+      } catch (err) {
+        if (this.closing) throw err;
+        errors.push(this.nodes.length > 1 ? `${nodeName(this.nodes[index]!)}: ${errorText(err)}` : errorText(err));
+      }
+    }
+    throw unavailable(errors.join('; '));
+  }
+
+  /** index of the node of the open connection (the URL list's order) */
+  currentNode = -1;
+
+  private async openNode(u: AmqpUrlOptions): Promise<ChannelModel> {
     let model: ChannelModel;
     try {
       model = await amqplib.connect(
@@ -338,7 +365,8 @@ export class ManagedConnection {
     this.current = null;
     this.blocked = null;
     if (this.closing) return;
-    this.log?.warn({ retryInMs: this.backoff }, 'AMQP connection lost; reconnecting');
+    if (this.nodes.length > 1) this.nextNode = (this.currentNode + 1) % this.nodes.length;
+    this.log?.warn({ retryInMs: this.backoff, ...(this.nodes.length > 1 ? { nextNode: nodeName(this.nodes[this.nextNode]!) } : {}) }, 'AMQP connection lost; reconnecting');
     this.options.onLost?.();
     this.schedule();
   }
@@ -369,6 +397,10 @@ export class ManagedConnection {
     })();
     return this.closing;
   }
+}
+
+function nodeName(u: AmqpUrlOptions): string {
+  return `${u.hostname}:${u.port}`;
 }
 
 /** A lazily opened channel per connection, reopened on next use after it closed. */

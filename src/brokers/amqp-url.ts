@@ -99,3 +99,14 @@ export function amqpUrlToOptions(url: string): AmqpUrlOptions {
   else if (connectTimeoutSec !== undefined) options.connectTimeoutMs = Math.round(nonNegative(url, 'connect_timeout', connectTimeoutSec, 3600) * 1000);
   return options;
 }
+
+/**
+ * A broker URL that may list several nodes, kombu's way: `amqp://a//;amqp://b//` (";"-separated, each a
+ * full URL). The connection tries them in order and, after a loss, continues with the next one
+ * (kombu's default "round-robin" failover strategy).
+ */
+export function amqpUrlList(url: string): AmqpUrlOptions[] {
+  const parts = url.split(';').map((p) => p.trim()).filter((p) => p !== '');
+  if (parts.length === 0) throw configError(url, 'empty');
+  return parts.map((part) => amqpUrlToOptions(part));
+}

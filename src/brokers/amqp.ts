@@ -37,6 +37,13 @@ export interface AmqpBrokerOptions {
   maxPriority?: number;
   /** default: the URL's connect_timeout, else 5000 */
   connectTimeoutMs?: number;
+  /**
+   * basic.qos global flag of consumer channels (default true, as Celery's worker). Quorum queues do not
+   * support global QoS: with `x-queue-type: quorum` pass false (the prefetch then applies per queue).
+   */
+  globalQos?: boolean;
+  /** called each time the connection is re-established after a loss (for metrics) */
+  onReconnect?: () => void;
 }
 
 const MAX_PREFETCH = 65535;
@@ -54,20 +61,26 @@ export class AmqpBroker implements Broker {
   /** pidbox listeners, set up again after every reconnect */
   private readonly broadcastListeners = new Set<(model: ChannelModel) => Promise<void>>();
   private closing: Promise<void> | null = null;
+  /** @internal basic.qos global flag for consumers */
+  readonly globalQos: boolean;
 
   constructor(options: AmqpBrokerOptions) {
+    this.globalQos = options.globalQos ?? true;
     this.displayUrl = redactUrl(options.url);
     this.log = options.logger;
     const args: Record<string, unknown> = {};
     if (options.maxPriority !== undefined) args['x-max-priority'] = options.maxPriority;
     Object.assign(args, options.queueArguments ?? {});
     this.queueArgs = args as JsonObject;
+    let opened = false;
     this.conn = new ManagedConnection({
       url: options.url,
       name: 'celery-gateway broker',
       ...(options.logger ? { logger: options.logger } : {}),
       ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
       onOpen: (model) => {
+        if (opened) options.onReconnect?.();
+        opened = true;
         for (const sub of this.subs) void sub.ensureRunning();
         for (const relisten of this.broadcastListeners) void relisten(model).catch(() => {});
       },
@@ -158,6 +171,31 @@ export class AmqpBroker implements Broker {
       throw unavailable(`cannot declare the fanout exchange ${exchange}: ${errorText(err)}`, err);
     }
     await confirmedPublish(ch, exchange, '', message);
+  }
+
+  /**
+   * Celery's event exchange is a durable topic exchange, declared once per connection (on the declare
+   * channel, so a mismatch never closes the publish channel); events are confirmed like every publish.
+   */
+  async publishEvent(message: RawMessage, exchange: string, routingKey: string): Promise<void> {
+    if (this.closing) throw unavailable('broker closed');
+    const model = await this.conn.get();
+    let ch: ConfirmChannel;
+    try {
+      const key = `\u0000topic:${exchange}`;
+      let declared = this.declared.get(key);
+      if (!declared) {
+        declared = this.declareSlot.get(model).then(async (dch) => { await dch.assertExchange(exchange, 'topic', { durable: true, autoDelete: false }); });
+        const entry = declared;
+        this.declared.set(key, entry);
+        entry.catch(() => { if (this.declared.get(key) === entry) this.declared.delete(key); });
+      }
+      await declared;
+      ch = await this.publishSlot.get(model);
+    } catch (err) {
+      throw unavailable(`cannot declare the topic exchange ${exchange}: ${errorText(err)}`, err);
+    }
+    await confirmedPublish(ch, exchange, routingKey, message);
   }
 
   /**
@@ -330,7 +368,7 @@ class AmqpSubscription implements Subscription {
     this.chModel = model;
     this.unsettled = 0;
     try {
-      await ch.prefetch(this.prefetch, true);
+      await ch.prefetch(this.prefetch, this.broker.globalQos);
       for (const queue of this.options.queues) {
         await this.broker.declareQueue(model, queue);
         await this.consumeOn(ch, gen, queue);
@@ -444,7 +482,7 @@ class AmqpSubscription implements Subscription {
     this.prefetch = clampPrefetch(prefetch);
     const ch = this.ch;
     if (!ch || this.cancelled) return;
-    ch.prefetch(this.prefetch, true).catch((err: unknown) => this.log?.warn({ err: errorText(err) }, 'AMQP basic.qos failed'));
+    ch.prefetch(this.prefetch, this.broker.globalQos).catch((err: unknown) => this.log?.warn({ err: errorText(err) }, 'AMQP basic.qos failed'));
   }
 
   /** basic.cancel every consumer; the channel stays open until the deliveries handed out are settled. */

@@ -7,11 +7,12 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { redactUrl } from '../config.ts';
+import { GatewayError } from '../errors.ts';
 import {
   bindingMember, consumeOrder, decodeEnvelope, encodeEnvelope, parseBindingMember, priorityQueueName, queueOfList,
 } from '../protocol/kombu-envelope.ts';
 import type { RawMessage } from '../protocol/types.ts';
-import { connectRedis, unavailable, whenReady } from '../redis/connection.ts';
+import { connectRedis, unavailable, whenReady, type ConnectionHooks } from '../redis/connection.ts';
 import type { Broker, ConsumeOptions, Delivery, Route, Subscription } from './broker.ts';
 import { ACK, POP_BATCH, REGISTER, RELEASE_MUTEX, RESTORE } from './redis-scripts.ts';
 import { TickBatcher } from '../redis/batch.ts';
@@ -28,7 +29,16 @@ export interface RedisBrokerOptions {
   restoreIntervalMs?: number;
   /** BRPOP timeout when the queues are empty, seconds */
   pollTimeoutSec?: number;
+  /**
+   * After a publish, WAIT until this many replicas acknowledged it (fewer within waitTimeoutMs:
+   * GW_ERR_BROKER_NOT_REPLICATED). 0 = no WAIT: faster, but a failover may lose the newest messages.
+   */
+  waitReplicas?: number;
+  /** WAIT's timeout, ms (default 1000) */
+  waitTimeoutMs?: number;
   logger?: Logger;
+  /** called each time one of the broker's connections is re-established (for metrics) */
+  onReconnect?: () => void;
 }
 
 interface ScriptedRedis extends Redis {
@@ -69,22 +79,28 @@ export class RedisBroker implements Broker {
   readonly #visibilityTimeoutSec: number;
   readonly #restoreIntervalMs: number;
   readonly #pollTimeoutSec: number;
+  readonly #waitReplicas: number;
+  readonly #waitTimeoutMs: number;
   /** queues whose default binding this process declared (kombu does it once per process) */
   readonly #declared = new Set<string>();
   readonly #subscriptions = new Set<RedisSubscription>();
   /** restores started by consumers; close() waits for them so `unacked_mutex` is released, not left for 5 min */
   readonly #restoring = new Set<Promise<unknown>>();
   #closing: Promise<void> | undefined;
+  readonly #hooks: ConnectionHooks;
 
   constructor(options: RedisBrokerOptions) {
     this.#url = options.url;
+    this.#hooks = { onReconnect: options.onReconnect };
     this.displayUrl = redactUrl(options.url);
     this.#log = options.logger;
     this.#visibilityTimeoutSec = options.visibilityTimeoutSec ?? 3600;
     // restore at least twice per visibility timeout (kombu: about every 100 s, for its 1 h default)
     this.#restoreIntervalMs = options.restoreIntervalMs ?? Math.min(60_000, (this.#visibilityTimeoutSec * 1000) / 2);
     this.#pollTimeoutSec = options.pollTimeoutSec ?? 1;
-    this.#client = withScripts(connectRedis(options.url, options.logger, { enableAutoPipelining: true }));
+    this.#waitReplicas = options.waitReplicas ?? 0;
+    this.#waitTimeoutMs = options.waitTimeoutMs ?? 1000;
+    this.#client = withScripts(connectRedis(options.url, options.logger, { enableAutoPipelining: true }, this.#hooks));
   }
 
   /** the command connection (tests and the restore use it) */
@@ -93,6 +109,28 @@ export class RedisBroker implements Broker {
   }
 
   async publish(message: RawMessage, route: Route): Promise<void> {
+    await this.#push(message, route);
+    if (this.#waitReplicas > 0) await this.#waitForReplicas();
+  }
+
+  /**
+   * WAIT on the connection that made the LPUSH: it returns once `waitReplicas` replicas have every write
+   * this connection made so far (or at the timeout with the count reached). Costs one replication round
+   * trip per publish, and a replica outage makes each publish take waitTimeoutMs and answer 503.
+   */
+  async #waitForReplicas(): Promise<void> {
+    let acked: number;
+    try {
+      acked = await this.#client.wait(this.#waitReplicas, this.#waitTimeoutMs);
+    } catch (err) {
+      throw unavailable(err, CODE);
+    }
+    if (acked < this.#waitReplicas) {
+      throw new GatewayError('GW_ERR_BROKER_NOT_REPLICATED', `only ${acked} of ${this.#waitReplicas} Redis replicas acknowledged the message within ${this.#waitTimeoutMs} ms`);
+    }
+  }
+
+  async #push(message: RawMessage, route: Route): Promise<void> {
     try {
       await whenReady(this.#client, CODE);
       const tag = randomUUID();
@@ -131,8 +169,19 @@ export class RedisBroker implements Broker {
     }
   }
 
+  /** kombu's fanout with patterns: PUBLISH `/<db>.<exchange>/<routing key>` (a Receiver PSUBSCRIBEs `/<db>.celeryev/*`). */
+  async publishEvent(message: RawMessage, exchange: string, routingKey: string): Promise<void> {
+    try {
+      await whenReady(this.#client, CODE);
+      const db = this.#client.options.db ?? 0;
+      await this.#client.publish(`/${db}.${exchange}/${routingKey}`, encodeEnvelope(message, { exchange, routingKey }, randomUUID()));
+    } catch (err) {
+      throw unavailable(err, CODE);
+    }
+  }
+
   async listenBroadcast(exchange: string, _queue: string, onMessage: (message: RawMessage) => void): Promise<() => Promise<void>> {
-    const sub = connectRedis(this.#url, this.#log, { enableOfflineQueue: true, maxRetriesPerRequest: null });
+    const sub = connectRedis(this.#url, this.#log, { enableOfflineQueue: true, maxRetriesPerRequest: null }, this.#hooks);
     const channel = `/${this.#client.options.db ?? 0}.${exchange}`;
     sub.on('message', (_channel: string, text: string) => {
       try {
@@ -153,7 +202,7 @@ export class RedisBroker implements Broker {
   /** kombu's way: bind the reply list in `_kombu.binding.<exchange>`, then pop what arrives there. */
   async gatherReplies(exchange: string, routingKey: string, queue: string, timeoutMs: number, send: () => Promise<void>): Promise<RawMessage[]> {
     const got: RawMessage[] = [];
-    const reader = connectRedis(this.#url, this.#log, { enableOfflineQueue: true, maxRetriesPerRequest: null });
+    const reader = connectRedis(this.#url, this.#log, { enableOfflineQueue: true, maxRetriesPerRequest: null }, this.#hooks);
     try {
       await whenReady(this.#client, CODE);
       await this.#client.sadd(`_kombu.binding.${exchange}`, bindingMember(routingKey, '', queue));
@@ -181,7 +230,7 @@ export class RedisBroker implements Broker {
 
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
     await whenReady(this.#client, CODE).catch((err: unknown) => { throw unavailable(err, CODE); });
-    const blocking = withScripts(connectRedis(this.#url, this.#log, { enableAutoPipelining: false, enableOfflineQueue: true, maxRetriesPerRequest: null }));
+    const blocking = withScripts(connectRedis(this.#url, this.#log, { enableAutoPipelining: false, enableOfflineQueue: true, maxRetriesPerRequest: null }, this.#hooks));
     await whenReady(blocking, CODE).catch((err: unknown) => {
       blocking.disconnect();
       throw unavailable(err, CODE);

@@ -6,29 +6,66 @@ import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { GatewayError, type ErrorCode } from '../errors.ts';
 import { redactUrl } from '../config.ts';
+import { isSentinelUrl, sentinelTarget } from './sentinel-url.ts';
 
 /** How long a command waits for a connection that is still being made, before failing. */
 const CONNECT_WAIT_MS = 2000;
 
-export function connectRedis(url: string, logger: Logger | undefined, options: RedisOptions = {}): Redis {
-  const client = new Redis(url, {
+export interface ConnectionHooks {
+  /** called each time the connection is ready again after having been ready (not on the first connect) */
+  onReconnect?: (() => void) | undefined;
+}
+
+export function connectRedis(url: string, logger: Logger | undefined, options: RedisOptions = {}, hooks: ConnectionHooks = {}): Redis {
+  const defaults: RedisOptions = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
-    ...options,
-  });
+  };
+  const client = isSentinelUrl(url) ? new Redis({ ...defaults, ...sentinelOptions(url), ...options }) : new Redis(url, { ...defaults, ...options });
   let lastError = '';
   client.on('error', (err: Error) => {
     // ioredis emits on every failed reconnect: log each distinct error once
     if (err.message !== lastError) logger?.warn({ err: err.message, url: redactUrl(url) }, 'redis connection error');
     lastError = err.message;
   });
+  let wasReady = false;
   client.on('ready', () => {
     if (lastError) logger?.info({ url: redactUrl(url) }, 'redis connection restored');
     lastError = '';
+    if (wasReady) hooks.onReconnect?.();
+    wasReady = true;
   });
   return client;
+}
+
+/**
+ * ioredis' Sentinel mode for a `sentinel://…;sentinel://…` URL (see sentinel-url.ts): it asks the
+ * sentinels for the master of `master_name` on every (re)connect, so after a failover (the master's
+ * connection drops) it lands on the promoted replica. A READONLY answer (we are still talking to a
+ * demoted master) forces that reconnect too.
+ */
+function sentinelOptions(url: string): RedisOptions {
+  const t = sentinelTarget(url);
+  if (!t.masterName) {
+    throw new GatewayError('GW_ERR_CONFIG', `${redactUrl(url)}: the 'master_name' transport option must be specified (CELERY_BROKER_TRANSPORT_OPTIONS / CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"master_name":"mymaster"})`);
+  }
+  return {
+    sentinels: t.sentinels,
+    name: t.masterName,
+    role: 'master',
+    db: t.db,
+    ...(t.username === undefined ? {} : { username: t.username }),
+    ...(t.password === undefined ? {} : { password: t.password }),
+    ...(t.sentinelUsername === undefined ? {} : { sentinelUsername: t.sentinelUsername }),
+    ...(t.sentinelPassword === undefined ? {} : { sentinelPassword: t.sentinelPassword }),
+    ...(t.tls ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+    sentinelRetryStrategy: (times: number) => Math.min(100 * times, 1000),
+    // each reconnect asks the sentinels (cheap): retry faster than for a lone Redis to catch the promotion
+    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 4), 500),
+    reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 2 : false),
+  };
 }
 
 /**
