@@ -3,7 +3,7 @@
  * reads process.env / argv.
  */
 import { randomUUID } from 'node:crypto';
-import { hostname as osHostname } from 'node:os';
+import { availableParallelism, hostname as osHostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
@@ -18,9 +18,12 @@ import { RevokedSet } from './state/revoked.ts';
 import { loadConfig, SETTINGS, type Config } from './config.ts';
 import { GatewayError } from './errors.ts';
 import { buildApp } from './http/app.ts';
+import { GatewayMetrics } from './http/metrics.ts';
+import { loadTaskRegistry } from './http/task-registry.ts';
 import { createLogger } from './log.ts';
 import { banner } from './worker/banner.ts';
 import { loadTaskModule } from './worker/registry.ts';
+import { ThreadPool } from './worker/thread-pool.ts';
 import { Worker } from './worker/worker.ts';
 
 export const VERSION = '0.1.0';
@@ -41,10 +44,13 @@ Usage:
 
 Worker options:
   -A, --tasks FILE          module whose default export maps task names to handlers (.js or .ts)
-  -Q, --queues Q1,Q2        queues to consume (default: CELERY_DEFAULT_QUEUE, "celery")
-  -c, --concurrency N       tasks run at once (default 8)
+  -Q, --queues Q1,Q2        queues to consume (default: CELERY_DEFAULT_QUEUE plus the tasks' declared queues)
+  -c, --concurrency N       tasks run at once (default 8; with --pool threads: the number of threads, default the cores)
+  -P, --pool async|threads  async (default): handlers on the event loop; threads: each in a worker thread
+                            (CPU-bound handlers; time limits and terminate stop them for real)
   -n, --hostname NAME       node name (default node.<pid>@<host>)
       --prefetch-multiplier N
+  -E, --events              send task-* Celery events (CELERY_WORKER_SEND_TASK_EVENTS); worker-* always
 
 Environment (defaults in brackets):
 ${Object.values(SETTINGS).map((s) => `  ${s.env.padEnd(34)} ${s.doc} [${s.default || 'see text'}]`).join('\n')}
@@ -56,7 +62,7 @@ const COMMAND_HELP: Record<string, string> = {
   The HTTP gateway. Requires API keys (API_KEYS / API_KEYS_FILE) unless AUTH=none.
   Broker and results from CELERY_BROKER_URL / CELERY_RESULT_BACKEND; see celery-gateway --help for every variable.
 `,
-  worker: `celery-gateway worker --tasks FILE [-Q Q1,Q2] [-c N] [-n NAME] [--prefetch-multiplier N] [-l LEVEL]
+  worker: `celery-gateway worker --tasks FILE [-Q Q1,Q2] [-c N] [-P async|threads] [-n NAME] [--prefetch-multiplier N] [-E] [-l LEVEL]
   A Node worker: runs the handlers FILE exports (default export { "task.name": handler }), JS or TS.
   Late ack; SIGTERM finishes running tasks (SHUTDOWN_TIMEOUT) and returns the rest; a second signal exits.
 `,
@@ -81,8 +87,10 @@ const OPTIONS = {
   tasks: { type: 'string', short: 'A' },
   queues: { type: 'string', short: 'Q' },
   concurrency: { type: 'string', short: 'c' },
+  pool: { type: 'string', short: 'P' },
   hostname: { type: 'string', short: 'n' },
   'prefetch-multiplier': { type: 'string' },
+  events: { type: 'boolean', short: 'E' },
   'log-level': { type: 'string', short: 'l' },
   schedule: { type: 'string' },
   'catch-up': { type: 'string' },
@@ -91,7 +99,8 @@ const OPTIONS = {
 type Closer = () => Promise<void>;
 
 /** First SIGTERM/SIGINT: graceful close (memoised). Second: exit at once (cold shutdown). */
-function onSignals(logger: Logger, close: Closer): void {
+/** Returns the graceful shutdown, for the worker's `shutdown` remote-control command. */
+function onSignals(logger: Logger, close: Closer): (reason: string) => void {
   let closing = false;
   const handle = (signal: NodeJS.Signals): void => {
     if (closing) {
@@ -107,6 +116,11 @@ function onSignals(logger: Logger, close: Closer): void {
   };
   process.on('SIGTERM', handle);
   process.on('SIGINT', handle);
+  return (reason) => {
+    if (closing) return;
+    logger.warn({ reason }, 'remote shutdown');
+    handle('SIGTERM');
+  };
 }
 
 function positiveInt(raw: string | undefined, fallback: number, flag: string): number {
@@ -134,12 +148,18 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     ...(values.port !== undefined ? { port: values.port } : {}),
     ...(values['log-level'] !== undefined ? { logLevel: values['log-level'] } : {}),
     ...(values['prefetch-multiplier'] !== undefined ? { prefetchMultiplier: values['prefetch-multiplier'] } : {}),
+    ...(values.events ? { workerSendTaskEvents: 'true' } : {}),
   });
   const logger = createLogger(config.logLevel);
-  const broker = createBroker(config, logger);
+  const serving = command === 'serve' || command === 'dev';
+  // the task registry first: a bad schema file stops start-up before anything connects
+  const taskRegistry = serving ? loadTaskRegistry(config) : undefined;
+  // the gateway's /metrics; the adapters count their reconnects into it
+  const metrics = serving ? new GatewayMetrics() : undefined;
+  const broker = createBroker(config, logger, metrics ? { onReconnect: () => metrics.brokerReconnects.inc({ transport: broker.kind }) } : {});
   // this process's oid: the reply_to of the tasks it publishes and, with rpc://, its reply queue
   const replyTo = randomUUID();
-  const backend = createBackend(config, logger, replyTo);
+  const backend = createBackend(config, logger, replyTo, metrics ? { onReconnect: () => metrics.backendReconnects.inc() } : {});
   const closers: Closer[] = [];
   const schedules = command === 'worker' ? undefined : createScheduleStore(config, logger);
   const routes = parseTaskRoutes(config.taskRoutes);
@@ -149,10 +169,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   if (command === 'serve' && broker.kind === 'memory') {
     logger.warn('memory:// broker with `serve`: only a worker in this same process could consume; use `dev`, or set CELERY_BROKER_URL');
   }
+  // the worker's `shutdown` remote-control command: the same warm shutdown as SIGTERM (set below)
+  let requestShutdown: (reason: string) => void = () => {};
   if (command === 'worker' || command === 'dev') {
     const tasksPath = values.tasks ?? (command === 'dev' ? EXAMPLE_TASKS : undefined);
     if (!tasksPath) throw new GatewayError('GW_ERR_CONFIG', 'worker needs --tasks FILE (a module exporting { "task.name": handler })');
-    const worker = await startWorker(config, values, tasksPath, { broker, backend, logger, revoked: new RevokedSet(shared.state, config.resultExpires) });
+    const worker = await startWorker(config, values, tasksPath, {
+      broker, backend, logger, revoked: new RevokedSet(shared.state, config.resultExpires), onShutdown: (reason) => requestShutdown(reason),
+    });
     closers.push(() => worker.close());
   }
   if (command === 'beat' || command === 'dev') {
@@ -162,19 +186,20 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   if (command === 'serve' || command === 'dev') {
     const keys = loadKeys(config, command);
     const workflowLimits = { maxNodes: config.workflowMaxNodes, maxDepth: config.workflowMaxDepth };
-    const app = await buildApp({ broker, backend, config, logger, replyTo, workflowLimits, routes, state: shared.state, ...(schedules ? { schedules } : {}), ...(keys ? { keys } : {}), ...(shared.rateLimitRedis ? { rateLimitRedis: shared.rateLimitRedis } : {}) });
+    const app = await buildApp({ broker, backend, config, logger, replyTo, workflowLimits, routes, state: shared.state, ...(metrics ? { metrics } : {}), ...(taskRegistry ? { taskRegistry } : {}), ...(schedules ? { schedules } : {}), ...(keys ? { keys } : {}), ...(shared.rateLimitRedis ? { rateLimitRedis: shared.rateLimitRedis } : {}) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     process.stdout.write(`celery-gateway ${command}: listening on http://${config.host}:${port}, broker ${broker.displayUrl}, results ${backend.displayUrl}\n`);
     if (!keys) process.stdout.write('authentication is OFF (AUTH=none or dev mode): anyone who can reach this port can submit tasks\n');
+    if (taskRegistry) process.stdout.write(`task registry: ${taskRegistry.size} task(s) from ${config.taskRegistryFile}${taskRegistry.strict ? ', strict (other task names are refused)' : ''}\n`);
     if (command === 'dev') {
       process.stdout.write(`Try:\n  curl -X POST localhost:${port}/tasks/tasks.multiply -H 'content-type: application/json' -d '{"args":[4,5]}'\n` +
         `  curl localhost:${port}/schedules        # beat runs tasks.add every 10 s\n\n`);
     }
     closers.unshift(() => app.close());
   }
-  onSignals(logger, async () => {
+  requestShutdown = onSignals(logger, async () => {
     await Promise.all(closers.map((close) => close()));
     await Promise.all([broker.close(), backend.close(), schedules?.close(), shared.state.close(), shared.rateLimitRedis?.disconnect()]);
   });
@@ -205,24 +230,39 @@ async function startBeatCommand(command: string, values: { schedule?: string | u
 
 async function startWorker(
   config: Config,
-  values: { queues?: string | undefined; concurrency?: string | undefined; hostname?: string | undefined },
+  values: { queues?: string | undefined; concurrency?: string | undefined; hostname?: string | undefined; pool?: string | undefined },
   tasksPath: string,
-  deps: { broker: ReturnType<typeof createBroker>; backend: ReturnType<typeof createBackend>; logger: Logger; revoked: RevokedSet },
+  deps: { broker: ReturnType<typeof createBroker>; backend: ReturnType<typeof createBackend>; logger: Logger; revoked: RevokedSet; onShutdown: (reason: string) => void },
 ): Promise<Worker> {
-  const { broker, backend, logger, revoked } = deps;
+  const { broker, backend, logger, revoked, onShutdown } = deps;
   const registry = await loadTaskModule(tasksPath);
-  const queues = (values.queues ?? config.defaultQueue).split(',').map((q) => q.trim()).filter(Boolean);
-  const concurrency = positiveInt(values.concurrency, 8, '--concurrency');
+  // without -Q: the default queue plus the queues the tasks declare (TaskSpec.queue)
+  const queues = values.queues !== undefined
+    ? values.queues.split(',').map((q) => q.trim()).filter(Boolean)
+    : [...new Set([config.defaultQueue, ...registry.queues()])];
+  const poolKind = values.pool ?? 'async';
+  if (poolKind !== 'async' && poolKind !== 'threads') throw new GatewayError('GW_ERR_CONFIG', `--pool must be async or threads, got ${JSON.stringify(poolKind)}`);
+  const concurrency = positiveInt(values.concurrency, poolKind === 'threads' ? availableParallelism() : 8, '--concurrency');
   const hostname = values.hostname ?? `node.${process.pid}@${osHostname()}`;
+  let pool: ThreadPool | undefined;
+  if (poolKind === 'threads') {
+    pool = new ThreadPool({ modulePath: tasksPath, size: concurrency, logger, logLevel: config.logLevel });
+    await pool.start();
+  }
   const worker = new Worker({
     broker, backend, registry, queues, concurrency, hostname, logger, revoked,
     defaultQueue: config.defaultQueue,
     prefetchMultiplier: config.prefetchMultiplier,
     shutdownTimeout: config.shutdownTimeout,
+    taskEvents: config.workerSendTaskEvents,
+    maxMessageBytes: config.workerMaxMessageBytes,
+    version: VERSION,
+    onShutdown,
+    ...(pool ? { pool } : {}),
   });
   process.stdout.write(banner({
     hostname, version: VERSION, transport: broker.displayUrl, results: backend.displayUrl,
-    concurrency, prefetch: concurrency * config.prefetchMultiplier, queues, tasks: registry.names(), now: new Date(),
+    concurrency, pool: poolKind, prefetch: concurrency * config.prefetchMultiplier, queues, tasks: registry.names(), now: new Date(), taskEvents: config.workerSendTaskEvents,
   }) + '\n');
   await worker.start();
   process.stdout.write(`${hostname} ready.\n`);

@@ -20,6 +20,7 @@ import type { ResultBackend } from './backends/backend.ts';
 import { MemoryBackend } from './backends/memory.ts';
 import { RedisBackend } from './backends/redis.ts';
 import { redactUrl, type Config } from './config.ts';
+import { parseTransportOptions, withTransportOptions } from './redis/sentinel-url.ts';
 import { GatewayError } from './errors.ts';
 
 function scheme(url: string): string {
@@ -27,49 +28,83 @@ function scheme(url: string): string {
   return match?.[1]?.toLowerCase() ?? '';
 }
 
-export function createBroker(config: Config, logger: Logger): Broker {
+/** Callbacks an adapter calls about its connections (the gateway's metrics count them). */
+export interface AdapterHooks {
+  /** a connection was re-established after a loss */
+  onReconnect?: () => void;
+}
+
+export function createBroker(config: Config, logger: Logger, hooks: AdapterHooks = {}): Broker {
+  const reconnect = hooks.onReconnect ? { onReconnect: hooks.onReconnect } : {};
   const url = config.brokerUrl;
   switch (scheme(url)) {
     case 'memory':
       return new MemoryBroker();
     case 'redis':
     case 'rediss':
-      return new RedisBroker({ url, visibilityTimeoutSec: config.visibilityTimeout, logger: logger.child({ component: 'broker' }) });
+    case 'sentinel':
+    case 'sentinels':
+      return new RedisBroker({
+        url: brokerRedisUrl(config), visibilityTimeoutSec: config.visibilityTimeout, logger: logger.child({ component: 'broker' }), ...reconnect,
+        ...(config.redisWaitReplicas > 0 ? { waitReplicas: config.redisWaitReplicas, waitTimeoutMs: config.redisWaitTimeoutMs } : {}),
+      });
     case 'amqp':
     case 'amqps':
     case 'pyamqp':
       return new AmqpBroker({
-        url, logger: logger.child({ component: 'broker' }),
+        url, logger: logger.child({ component: 'broker' }), ...reconnect,
         ...(config.queueMaxPriority > 0 ? { maxPriority: config.queueMaxPriority } : {}),
+        ...(config.queueType === 'quorum' ? { queueArguments: { 'x-queue-type': 'quorum' }, globalQos: false } : {}),
       });
     default:
-      throw new GatewayError('GW_ERR_CONFIG', `CELERY_BROKER_URL=${redactUrl(url)}: unsupported scheme; use redis://, rediss://, amqp://, amqps:// or memory://`);
+      throw new GatewayError('GW_ERR_CONFIG', `CELERY_BROKER_URL=${redactUrl(url)}: unsupported scheme; use redis://, rediss://, sentinel://, amqp://, amqps:// or memory://`);
   }
 }
 
 /** `replyTo` is this process's oid: the reply_to of the tasks it publishes, and its rpc:// reply queue. */
-export function createBackend(config: Config, logger: Logger, replyTo: string): ResultBackend {
+export function createBackend(config: Config, logger: Logger, replyTo: string, hooks: AdapterHooks = {}): ResultBackend {
   const url = config.resultBackend;
+  const reconnect = hooks.onReconnect ? { onReconnect: hooks.onReconnect } : {};
   switch (scheme(url)) {
     case 'rpc': {
       if (!['amqp', 'amqps', 'pyamqp'].includes(scheme(config.brokerUrl))) {
         throw new GatewayError('GW_ERR_CONFIG', 'CELERY_RESULT_BACKEND=rpc:// needs an AMQP broker (CELERY_BROKER_URL=amqp://…)');
       }
-      return new RpcBackend({ url: config.brokerUrl, replyTo, resultTtlSec: config.resultExpires, logger: logger.child({ component: 'backend' }) });
+      return new RpcBackend({ url: config.brokerUrl, replyTo, resultTtlSec: config.resultExpires, logger: logger.child({ component: 'backend' }), ...reconnect });
     }
     case 'memory':
       return new MemoryBackend({ submittedTtlSec: config.resultExpires });
     case 'redis':
     case 'rediss':
-      return new RedisBackend({ url, resultTtlSec: config.resultExpires, submittedTtlSec: config.resultExpires, logger: logger.child({ component: 'backend' }) });
+    case 'sentinel':
+    case 'sentinels':
+      return new RedisBackend({ url: backendRedisUrl(config), resultTtlSec: config.resultExpires, submittedTtlSec: config.resultExpires, logger: logger.child({ component: 'backend' }), ...reconnect });
     default:
-      throw new GatewayError('GW_ERR_CONFIG', `CELERY_RESULT_BACKEND=${redactUrl(url)}: unsupported scheme; use redis://, rediss://, rpc:// or memory://`);
+      throw new GatewayError('GW_ERR_CONFIG', `CELERY_RESULT_BACKEND=${redactUrl(url)}: unsupported scheme; use redis://, rediss://, sentinel://, rpc:// or memory://`);
   }
+}
+
+const REDIS_SCHEMES = new Set(['redis', 'rediss', 'sentinel', 'sentinels']);
+
+/** The broker URL with CELERY_BROKER_TRANSPORT_OPTIONS folded in (Sentinel: the master name). */
+export function brokerRedisUrl(config: Config): string {
+  return withTransportOptions(config.brokerUrl, parseTransportOptions(config.brokerTransportOptions, 'CELERY_BROKER_TRANSPORT_OPTIONS'));
+}
+
+/**
+ * The result backend URL with CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS folded in; when those are not set
+ * and the backend is the broker's URL, the broker's transport options.
+ */
+export function backendRedisUrl(config: Config): string {
+  if (config.resultBackendTransportOptions === '' && config.resultBackend === config.brokerUrl) return brokerRedisUrl(config);
+  return withTransportOptions(config.resultBackend, parseTransportOptions(config.resultBackendTransportOptions, 'CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS'));
 }
 
 /** The Redis URL gateway instances share state through: the result backend's, else the broker's. */
 export function sharedRedisUrl(config: Config): string | undefined {
-  return [config.resultBackend, config.brokerUrl].find((url) => scheme(url) === 'redis' || scheme(url) === 'rediss');
+  if (REDIS_SCHEMES.has(scheme(config.resultBackend))) return backendRedisUrl(config);
+  if (REDIS_SCHEMES.has(scheme(config.brokerUrl))) return brokerRedisUrl(config);
+  return undefined;
 }
 
 export function createSharedState(config: Config, logger: Logger): { state: SharedState; rateLimitRedis?: Redis } {
