@@ -14,6 +14,9 @@ import { RedisBackend } from '../src/backends/redis.ts';
 import { RedisBroker } from '../src/brokers/redis.ts';
 import { encodeEnvelope } from '../src/protocol/kombu-envelope.ts';
 import { buildTaskMessage } from '../src/protocol/message.ts';
+import { connectRedis } from '../src/redis/connection.ts';
+import { RevokedSet } from '../src/state/revoked.ts';
+import { RedisState } from '../src/state/shared-state.ts';
 import { TaskRegistry } from '../src/worker/registry.ts';
 import { Worker } from '../src/worker/worker.ts';
 
@@ -44,9 +47,12 @@ const logger = pino({ level: 'warn' });
 const broker = new RedisBroker({ url: URL, logger });
 const backend = new RedisBackend({ url: URL, logger });
 const registry = new TaskRegistry().register('tasks.add', { handler: (x: unknown, y: unknown) => Number(x) + Number(y), trackStarted: process.env['TRACK_STARTED'] !== '0' });
+const state = new RedisState(connectRedis(URL, logger, { enableAutoPipelining: true }));
 const worker = new Worker({
   broker, backend, registry, queues: [queue], concurrency: CONCURRENCY, prefetchMultiplier: 4, hostname: `prof@${process.pid}`,
   logger, shutdownTimeout: 5, remoteControl: false,
+  // as the CLI worker: every task is checked against the durable revoked set
+  ...(process.env["NO_REVOKED"] ? {} : { revoked: new RevokedSet(state, 3600) }),
 });
 const profile = process.env['PROFILE'];
 const session = profile ? new Session() : undefined;
@@ -86,7 +92,7 @@ if (session && profile) {
   writeFileSync(profile, JSON.stringify(data));
 }
 await worker.close();
-await Promise.all([broker.close(), backend.close()]);
+await Promise.all([broker.close(), backend.close(), state.close()]);
 await redis.del(queue, ...ids.map((id) => `celery-task-meta-${id}`));
 redis.disconnect();
 console.log(`${N} tasks in ${seconds.toFixed(2)} s: ${(N / seconds).toFixed(0)} tasks/s; worker CPU ${((cpu.user + cpu.system) / N).toFixed(1)} us/task (user ${(cpu.user / N).toFixed(1)}, sys ${(cpu.system / N).toFixed(1)}); Redis CPU ${((redisSec * 1e6) / N).toFixed(1)} us/task`);

@@ -156,17 +156,32 @@ async function fill(b: BrokerCase, queue: string, n: number): Promise<string[]> 
   return ids;
 }
 
-/** Seconds until every id has a SUCCESS meta. */
+/**
+ * Seconds until every id has a SUCCESS meta. Polls only the ids still missing, starting with the last
+ * one queued (an EXISTS of all 20,000 keys every 50 ms cost Redis more than the tasks did).
+ */
 async function drain(ids: string[], started: number): Promise<number> {
-  const keys = ids.map((id) => `celery-task-meta-${id}`);
+  let pending = [`celery-task-meta-${ids.at(-1)}`];
+  let checkedAll = false;
   for (;;) {
-    const done = await redis.exists(...keys);
-    if (done === ids.length) {
-      const last = await redis.get(keys[keys.length - 1] as string);
+    const missing: string[] = [];
+    for (let i = 0; i < pending.length; i += 5000) {
+      const chunk = pending.slice(i, i + 5000);
+      const replies = (await redis.pipeline(chunk.map((key) => ['exists', key])).exec()) ?? [];
+      chunk.forEach((key, j) => { if (replies[j]?.[1] !== 1) missing.push(key); });
+    }
+    if (missing.length === 0 && !checkedAll) {
+      pending = ids.map((id) => `celery-task-meta-${id}`);
+      checkedAll = true;
+      continue;
+    }
+    if (missing.length === 0) {
+      const last = await redis.get(`celery-task-meta-${ids.at(-1)}`);
       if (!last?.includes('SUCCESS')) throw new Error(`unexpected meta ${last}`);
       return (performance.now() - started) / 1000;
     }
-    await sleep(50);
+    pending = missing;
+    await sleep(20);
   }
 }
 

@@ -3,6 +3,7 @@
  * configured, else in-process memory (fine for one instance).
  */
 import type { Redis } from 'ioredis';
+import { TickBatcher } from '../redis/batch.ts';
 import { withRedis } from '../redis/connection.ts';
 
 export interface SharedState {
@@ -74,9 +75,12 @@ export class RedisState implements SharedState {
     return (await this.#run(() => this.#redis.set(key, value, 'EX', ttlSec, 'NX'))) === 'OK';
   }
 
+  /** The GETs of one event-loop turn are one MGET (the worker checks the revoked set for every task). */
   get(key: string): Promise<string | null> {
-    return this.#run(() => this.#redis.get(key));
+    return this.#gets.add(key);
   }
+
+  readonly #gets = new TickBatcher<string, string | null>((keys) => this.#run(() => this.#redis.mget(...keys)));
 
   async set(key: string, value: string, ttlSec: number): Promise<void> {
     await this.#run(() => this.#redis.set(key, value, 'EX', ttlSec));
