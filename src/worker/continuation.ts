@@ -121,6 +121,15 @@ export class Continuation {
     }
   }
 
+  /**
+   * True when a success of this message needs none of the steps below (no callbacks, chain or chord, no
+   * trail from a built-in): the worker's fast path for plain tasks, most of them.
+   */
+  isPlainSuccess(message: TaskMessage): boolean {
+    const { embed } = message;
+    return !embed.callbacks?.length && !embed.chain?.length && !embed.chord && !this.#trails.has(message.headers.id);
+  }
+
   /** After the handler succeeded, before SUCCESS is stored: callbacks, next chain step. Resolves to `children`. */
   async beforeSuccess(message: TaskMessage, value: Json): Promise<Json[]> {
     const { id } = message.headers;

@@ -4,6 +4,7 @@
 import type { Json } from '../protocol/types.ts';
 import { SoftTimeLimitExceeded, TimeLimitExceeded } from './errors.ts';
 import type { TaskContext, TaskSpec } from './registry.ts';
+import type { TaskAbort } from './task-abort.ts';
 
 export type Outcome =
   | { ok: true; value: Json; runtimeMs: number }
@@ -24,7 +25,7 @@ export async function execute(
   spec: TaskSpec,
   args: readonly Json[],
   ctx: TaskContext,
-  abort: AbortController,
+  abort: TaskAbort,
   limits: Limits,
 ): Promise<Outcome> {
   const started = performance.now();
@@ -35,35 +36,22 @@ export async function execute(
       const soft = limits.soft;
       timers.push(setTimeout(() => abort.abort(new SoftTimeLimitExceeded(soft)), soft * 1000));
     }
-    // Any abort but the soft limit ends the run now (hard limit, revoke with terminate, shutdown): an
-    // async handler cannot be stopped, so its late outcome is discarded.
-    let onAbort: () => void = () => {};
-    let stopNow: (reason: unknown) => void = () => {};
-    const stopped = new Promise<never>((_, reject) => {
-      stopNow = reject;
-      onAbort = () => { if (!(abort.signal.reason instanceof SoftTimeLimitExceeded)) reject(abort.signal.reason); };
-      abort.signal.addEventListener('abort', onAbort);
-    });
     if (limits.hard !== null) {
       const hard = limits.hard;
-      // after a soft limit the signal is already aborted (an AbortController fires once): end the run directly
-      timers.push(setTimeout(() => {
-        const reason = new TimeLimitExceeded(hard);
-        if (!abort.signal.aborted) abort.abort(reason);
-        stopNow(reason);
-      }, hard * 1000));
+      timers.push(setTimeout(() => abort.abort(new TimeLimitExceeded(hard)), hard * 1000));
     }
+    // Any abort but the soft limit ends the run now (hard limit, revoke with terminate, shutdown), even
+    // after a soft one: an async handler cannot be stopped, so its late outcome is discarded.
+    const stopped = abort.stopped
+      ? Promise.reject(abort.stopReason)
+      : new Promise<never>((_, reject) => abort.listen(() => { if (abort.stopped) reject(abort.stopReason); }));
     run.catch(() => {}); // a handler that fails after being stopped is already accounted for
-    let value: unknown;
-    try {
-      value = await Promise.race([run, stopped]);
-    } finally {
-      abort.signal.removeEventListener('abort', onAbort);
-    }
+    const value: unknown = await Promise.race([run, stopped]);
     return { ok: true, value: (value === undefined ? null : value) as Json, runtimeMs: performance.now() - started };
   } catch (error) {
     return { ok: false, error, runtimeMs: performance.now() - started };
   } finally {
+    abort.listen(undefined);
     for (const timer of timers) clearTimeout(timer);
   }
 }

@@ -15,6 +15,7 @@ import type { Json } from '../protocol/types.ts';
 import { SoftTimeLimitExceeded, TimeLimitExceeded } from './errors.ts';
 import type { Limits, Outcome } from './executor.ts';
 import type { TaskContext } from './registry.ts';
+import type { TaskAbort } from './task-abort.ts';
 import { deserializeError, type RunRequest, type ThreadReply } from './thread-messages.ts';
 
 /** A thread died under a task (process.exit, out of memory, a crash): billiard's WorkerLostError. */
@@ -137,14 +138,11 @@ export class ThreadPool {
    * Run task `name` in a thread with the same contract as executor.ts's execute(): the soft limit aborts
    * ctx.signal in the thread; the hard limit or any other abort of `abort` terminates the thread.
    */
-  async run(name: string, args: readonly Json[], ctx: TaskContext, abort: AbortController, limits: Limits): Promise<Outcome> {
+  async run(name: string, args: readonly Json[], ctx: TaskContext, abort: TaskAbort, limits: Limits): Promise<Outcome> {
     const started = performance.now();
-    if (abort.signal.aborted && !(abort.signal.reason instanceof SoftTimeLimitExceeded)) {
-      return { ok: false, error: abort.signal.reason, runtimeMs: 0 };
-    }
+    if (abort.stopped) return { ok: false, error: abort.stopReason, runtimeMs: 0 };
     const slot = await this.#acquire();
     const timers: NodeJS.Timeout[] = [];
-    let onAbort: () => void = () => {};
     try {
       const reply = await new Promise<ThreadReply | { type: 'lost'; error: Error }>((resolve) => {
         slot.busy = resolve;
@@ -156,20 +154,21 @@ export class ThreadPool {
           const hard = limits.hard;
           timers.push(setTimeout(() => abort.abort(new TimeLimitExceeded(hard)), hard * 1000));
         }
-        onAbort = () => {
-          const reason: unknown = abort.signal.reason;
-          if (reason instanceof SoftTimeLimitExceeded) {
-            slot.thread.postMessage({ type: 'soft', seconds: limits.soft });
+        abort.listen((reason) => {
+          if (!abort.stopped) {
+            // the soft limit: abort ctx.signal in the thread
+            if (reason instanceof SoftTimeLimitExceeded) slot.thread.postMessage({ type: 'soft', seconds: limits.soft });
             return;
           }
-          // stop it for real: terminate the thread, settle now, start a fresh one
+          // anything else, even after a soft limit: stop it for real (terminate the thread, settle now,
+          // start a fresh one)
+          const stop = abort.stopReason;
           slot.busy = null;
           slot.terminated = true;
           void slot.thread.terminate();
           this.#replace();
-          resolve({ type: 'lost', error: reason instanceof Error ? reason : new Error(String(reason)) });
-        };
-        abort.signal.addEventListener('abort', onAbort);
+          resolve({ type: 'lost', error: stop instanceof Error ? stop : new Error(String(stop)) });
+        });
         const request: RunRequest = {
           type: 'run', name, args,
           ctx: {
@@ -189,7 +188,7 @@ export class ThreadPool {
       if (reply.ok) return { ok: true, value: reply.value, runtimeMs: reply.runtimeMs };
       return { ok: false, error: deserializeError(reply.error), runtimeMs: reply.runtimeMs };
     } finally {
-      abort.signal.removeEventListener('abort', onAbort);
+      abort.listen(undefined);
       for (const timer of timers) clearTimeout(timer);
       if (!slot.terminated && this.#all.has(slot)) this.#release(slot);
     }

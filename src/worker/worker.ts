@@ -14,6 +14,7 @@ import { States, type Json, type JsonObject, type ResultMeta, type TaskMessage }
 import { Continuation } from './continuation.ts';
 import { TaskRevoked, WorkerShutdown } from './errors.ts';
 import { execute, type Limits, type Outcome } from './executor.ts';
+import { TaskAbort } from './task-abort.ts';
 import { decideRetry, Retry, retryMessage } from './retry.ts';
 import { startRemoteControl, type ControlTarget } from './control.ts';
 import { EventDispatcher } from './events.ts';
@@ -27,7 +28,7 @@ import type { TaskContext, TaskRegistry, TaskSpec } from './registry.ts';
 export interface TaskPool {
   /** "threads" */
   readonly kind: string;
-  run(name: string, args: readonly Json[], ctx: TaskContext, abort: AbortController, limits: Limits): Promise<Outcome>;
+  run(name: string, args: readonly Json[], ctx: TaskContext, abort: TaskAbort, limits: Limits): Promise<Outcome>;
   close(): Promise<void>;
 }
 
@@ -106,7 +107,7 @@ export class Worker {
   /** held until their ETA */
   readonly #scheduled = new Map<Job, NodeJS.Timeout>();
   /** running, with the controller that aborts their handler */
-  readonly #active = new Map<Job, AbortController>();
+  readonly #active = new Map<Job, TaskAbort>();
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   #processed = 0;
@@ -412,7 +413,7 @@ export class Worker {
   }
 
   async #run(job: Job): Promise<void> {
-    const abort = new AbortController();
+    const abort = new TaskAbort();
     this.#active.set(job, abort);
     const { message, spec } = job;
     const { task, id } = message.headers;
@@ -435,13 +436,13 @@ export class Worker {
         hard: hard ?? (override ? override.hard : spec.timeLimit ?? null),
         soft: soft ?? (override ? override.soft : spec.softTimeLimit ?? null),
       };
-      const ctx = this.#context(job, abort.signal);
+      const ctx = this.#context(job, abort);
       // registered handlers go to the pool when there is one; canvas built-ins run here
       const outcome = this.#o.pool && this.#o.registry.get(task)
         ? await this.#o.pool.run(task, message.args, ctx, abort, limits)
         : await execute(spec, message.args, ctx, abort, limits);
       if (job.abandoned) return;
-      if (abort.signal.reason instanceof TaskRevoked) {
+      if (abort.stopReason instanceof TaskRevoked) {
         // revoked with terminate: REVOKED whatever the handler did after its signal fired (as Celery)
         this.#log.info({ task, taskId: id }, `Task ${task}[${id}] terminated (revoked)`);
         this.#events.task('task-revoked', taskRevokedFields(id, { terminated: true, expired: false, signum: 15 }));
@@ -457,9 +458,13 @@ export class Worker {
         const ignore = spec.ignoreResult === true || message.headers.ignore_result === true;
         // [canvas] callbacks and the next chain step are published before SUCCESS is stored (its
         // meta lists them in children); the chord part is recorded after. A failure requeues the task.
-        const children = await this.#continue(message, () => this.#canvas.beforeSuccess(message, outcome.value));
-        stored = children !== null && (ignore || await this.#store(message, States.SUCCESS, outcome.value, null, children.value));
-        if (stored) stored = await this.#continue(message, () => this.#canvas.afterSuccess(message, outcome.value)) !== null;
+        if (this.#canvas.isPlainSuccess(message)) {
+          stored = ignore || await this.#store(message, States.SUCCESS, outcome.value);
+        } else {
+          const children = await this.#continue(message, () => this.#canvas.beforeSuccess(message, outcome.value));
+          stored = children !== null && (ignore || await this.#store(message, States.SUCCESS, outcome.value, null, children.value));
+          if (stored) stored = await this.#continue(message, () => this.#canvas.afterSuccess(message, outcome.value)) !== null;
+        }
       } else if (await this.#retryIfAsked(job, outcome.error, seconds)) {
         return;
       } else {
@@ -514,7 +519,7 @@ export class Worker {
     return true;
   }
 
-  #context(job: Job, signal: AbortSignal): TaskContext {
+  #context(job: Job, abort: TaskAbort): TaskContext {
     const { headers, kwargs } = job.message;
     const parent = this.#log;
     let log: Logger | undefined;
@@ -529,7 +534,10 @@ export class Worker {
       headers,
       hostname: this.#o.hostname,
       redelivered: job.delivery.redelivered,
-      signal,
+      // made on first read: most handlers never look at it
+      get signal(): AbortSignal {
+        return abort.signal;
+      },
       retry: (options) => { throw new Retry(options); },
       // created on first use: a child logger per task is measurable at thousands of tasks/s
       get log(): Logger {

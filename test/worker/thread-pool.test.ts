@@ -13,6 +13,7 @@ import { TaskRevoked, TimeLimitExceeded } from '../../src/worker/errors.ts';
 import type { Limits, Outcome } from '../../src/worker/executor.ts';
 import type { TaskContext } from '../../src/worker/registry.ts';
 import { Retry } from '../../src/worker/retry.ts';
+import { TaskAbort } from '../../src/worker/task-abort.ts';
 import { ThreadPool, WorkerLostError } from '../../src/worker/thread-pool.ts';
 import { silentLogger } from '../support/app.ts';
 
@@ -23,14 +24,14 @@ function context(name: string, id = `id-${Math.random().toString(36).slice(2)}`)
   return {
     id, name, kwargs: { k: 1 }, retries: 2, rootId: null, parentId: null, groupId: null,
     headers: { lang: 'py', task: name, id, retries: 2 } as unknown as TaskContext['headers'],
-    hostname: 'node@test', redelivered: false, signal: new AbortController().signal, log: silentLogger,
+    hostname: 'node@test', redelivered: false, signal: new TaskAbort().signal, log: silentLogger,
     retry: () => { throw new Error('not here'); },
   };
 }
 
 describe('ThreadPool', () => {
   const pool = new ThreadPool({ modulePath: MODULE, size: 2, logger: silentLogger, logLevel: 'silent' });
-  const run = (name: string, args: Json[] = [], limits = NO_LIMITS, abort = new AbortController()): Promise<Outcome> =>
+  const run = (name: string, args: Json[] = [], limits = NO_LIMITS, abort = new TaskAbort()): Promise<Outcome> =>
     pool.run(name, args, context(name), abort, limits);
 
   before(() => pool.start());
@@ -40,7 +41,7 @@ describe('ThreadPool', () => {
     const who = await run('threads.whoami');
     assert.ok(who.ok && typeof who.value === 'number' && who.value !== mainThreadId, 'ran off the main thread');
     assert.deepEqual(await run('threads.add', [2, 3]).then((o) => o.ok && o.value), 5);
-    const ctx = await pool.run('threads.ctx', [], context('threads.ctx', 'the-id'), new AbortController(), NO_LIMITS);
+    const ctx = await pool.run('threads.ctx', [], context('threads.ctx', 'the-id'), new TaskAbort(), NO_LIMITS);
     assert.deepEqual(ctx.ok && ctx.value, { id: 'the-id', name: 'threads.ctx', kwargs: { k: 1 }, retries: 2, hostname: 'node@test' });
   });
 
@@ -81,8 +82,15 @@ describe('ThreadPool', () => {
     assert.deepEqual(out.ok && out.value, 'cleaned up after SoftTimeLimitExceeded');
   });
 
+  it('the hard limit still stops a handler that ignored an earlier soft limit', async () => {
+    const started = Date.now();
+    const out = await run('threads.spin', [10_000], { hard: 0.5, soft: 0.2 });
+    assert.ok(!out.ok && out.error instanceof TimeLimitExceeded, String(!out.ok && out.error));
+    assert.ok(Date.now() - started < 2500, `stopped after ${Date.now() - started} ms`);
+  });
+
   it('terminate (revoke) stops a running handler; a thread that exits is lost and replaced', async () => {
-    const abort = new AbortController();
+    const abort = new TaskAbort();
     setTimeout(() => abort.abort(new TaskRevoked('x')), 100);
     const revoked = await run('threads.spin', [10_000], NO_LIMITS, abort);
     assert.ok(!revoked.ok && revoked.error instanceof TaskRevoked);
