@@ -204,10 +204,20 @@ export class RedisBackend implements ResultBackend {
   readonly #submitted = new TickBatcher<string, void>(async (ids) => {
     const key = submittedBucketKey(Date.now());
     const fields = ids.flatMap((id) => [id, '1']);
-    // the bucket outlives its last field by the TTL: a record lasts between TTL and TTL + 1 h
-    await this.#run(() => this.#client.multi().hset(key, ...fields).expire(key, this.#submittedTtlSec + HOUR_MS / 1000).exec());
+    const now = Date.now();
+    if (this.#expirySet.key === key && now - this.#expirySet.at < 60_000) {
+      await this.#run(() => this.#client.hset(key, ...fields));
+    } else {
+      // at most once a minute per bucket and process: the bucket outlives its last field by the TTL (a
+      // record lasts between TTL and TTL + 1 h); a bucket deleted meanwhile gets its expiry back within a minute
+      await this.#run(() => this.#client.multi().hset(key, ...fields).expire(key, this.#submittedTtlSec + HOUR_MS / 1000).exec());
+      this.#expirySet = { key, at: now };
+    }
     return [];
   }, 5000);
+
+  /** the hourly bucket this process last gave its expiry, and when */
+  #expirySet = { key: '', at: 0 };
 
   /** Looks in the last two hourly buckets first (the usual case), then in the older ones within the TTL. */
   async wasSubmitted(taskId: string): Promise<boolean> {
