@@ -184,15 +184,19 @@ function rabbitmqctl(node: string, args: string[], timeoutMs = 60_000): Promise<
 
 /**
  * Start RabbitMQ nodes (each with its own mnesia, log and pid file under a temp dir, no plugins) in
- * parallel, as the current user; with `cluster`, every node after the first joins the first.
+ * parallel, as the current user; with `cluster`, every node after the first joins the first (one at a
+ * time) and the call returns once the first node reports them all running. `timings`: boot (all nodes
+ * answering) and clustering (joins) in ms.
  */
-export async function startRabbitNodes(nodes: { name: string; port: number; distPort: number }[], cluster: boolean): Promise<{ nodes: RabbitNode[]; dir: string; stop(): Promise<void> }> {
+export async function startRabbitNodes(nodes: { name: string; port: number; distPort: number }[], cluster: boolean): Promise<{ nodes: RabbitNode[]; dir: string; stop(): Promise<void>; timings: { bootMs: number; clusterMs: number } }> {
+  const t0 = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'h4-rabbit-'));
   const plugins = join(dir, 'enabled_plugins');
   writeFileSync(plugins, '[].\n');
   rabbitHome = dir;
   writeFileSync(join(dir, '.erlang.cookie'), randomBytes(16).toString('hex').toUpperCase(), { mode: 0o400 });
   const procs: Proc[] = [];
+  const timings = { bootMs: 0, clusterMs: 0 };
   const started: RabbitNode[] = nodes.map((n) => {
     const base = join(dir, n.name);
     mkdirSync(base);
@@ -227,19 +231,28 @@ export async function startRabbitNodes(nodes: { name: string; port: number; dist
   };
   try {
     await Promise.all(started.map((n, i) => rabbitmqctl(n.name, ['wait', join(dir, nodes[i]!.name, 'pid'), '--timeout', '60'], 70_000)));
+    timings.bootMs = Date.now() - t0;
     if (cluster) {
       const [first, ...rest] = started;
+      // the nodes boot in parallel; joins are one at a time (concurrent join_cluster calls race in mnesia)
       for (const n of rest) {
         await n.ctl('stop_app');
         await n.ctl('join_cluster', first!.name);
         await n.ctl('start_app');
       }
+      const names = started.map((n) => n.name);
+      await until(`all ${names.length} nodes running in the cluster`, async () => {
+        const status = await first!.ctl('cluster_status', '--formatter', 'json');
+        const running = (JSON.parse(status) as { running_nodes?: string[] }).running_nodes ?? [];
+        return names.every((name) => running.includes(name));
+      }, 30_000, 250);
     }
     await Promise.all(started.map((n) => until(`AMQP port ${n.port}`, async () => { await tcpConnect('127.0.0.1', n.port); return true; }, 30_000)));
+    timings.clusterMs = Date.now() - t0 - timings.bootMs;
   } catch (err) {
     const logs = procs.map((p) => p.output().slice(-1500)).join('\n---\n');
     await stopAll();
     throw new Error(`${(err as Error).message}\n${logs}`);
   }
-  return { nodes: started, dir, stop: stopAll };
+  return { nodes: started, dir, stop: stopAll, timings };
 }
