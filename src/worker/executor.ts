@@ -16,6 +16,15 @@ export interface Limits {
   soft: number | null;
 }
 
+/** Timers that abort `abort` at the soft and hard limits; clear them when the run ends. */
+export function limitTimers(abort: TaskAbort, limits: Limits): NodeJS.Timeout[] {
+  const timers: NodeJS.Timeout[] = [];
+  const { soft, hard } = limits;
+  if (soft !== null) timers.push(setTimeout(() => abort.abort(new SoftTimeLimitExceeded(soft)), soft * 1000));
+  if (hard !== null) timers.push(setTimeout(() => abort.abort(new TimeLimitExceeded(hard)), hard * 1000));
+  return timers;
+}
+
 /**
  * Call `spec.handler(...args, ctx)`. The soft limit aborts `abort` (the ctx.signal) with
  * SoftTimeLimitExceeded; the hard limit fails the task with TimeLimitExceeded whatever the handler does
@@ -29,17 +38,9 @@ export async function execute(
   limits: Limits,
 ): Promise<Outcome> {
   const started = performance.now();
-  const timers: NodeJS.Timeout[] = [];
+  const timers = limitTimers(abort, limits);
   try {
     const run = Promise.resolve().then(() => spec.handler(...args, ctx));
-    if (limits.soft !== null) {
-      const soft = limits.soft;
-      timers.push(setTimeout(() => abort.abort(new SoftTimeLimitExceeded(soft)), soft * 1000));
-    }
-    if (limits.hard !== null) {
-      const hard = limits.hard;
-      timers.push(setTimeout(() => abort.abort(new TimeLimitExceeded(hard)), hard * 1000));
-    }
     // Any abort but the soft limit ends the run now (hard limit, revoke with terminate, shutdown), even
     // after a soft one: an async handler cannot be stopped, so its late outcome is discarded.
     const stopped = abort.stopped

@@ -12,8 +12,8 @@ import { availableParallelism } from 'node:os';
 import { Worker as Thread } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Json } from '../protocol/types.ts';
-import { SoftTimeLimitExceeded, TimeLimitExceeded } from './errors.ts';
-import type { Limits, Outcome } from './executor.ts';
+import { SoftTimeLimitExceeded } from './errors.ts';
+import { limitTimers, type Limits, type Outcome } from './executor.ts';
 import type { TaskContext } from './registry.ts';
 import type { TaskAbort } from './task-abort.ts';
 import { deserializeError, type RunRequest, type ThreadReply } from './thread-messages.ts';
@@ -142,18 +142,11 @@ export class ThreadPool {
     const started = performance.now();
     if (abort.stopped) return { ok: false, error: abort.stopReason, runtimeMs: 0 };
     const slot = await this.#acquire();
-    const timers: NodeJS.Timeout[] = [];
+    let timers: NodeJS.Timeout[] = [];
     try {
       const reply = await new Promise<ThreadReply | { type: 'lost'; error: Error }>((resolve) => {
         slot.busy = resolve;
-        if (limits.soft !== null) {
-          const soft = limits.soft;
-          timers.push(setTimeout(() => abort.abort(new SoftTimeLimitExceeded(soft)), soft * 1000));
-        }
-        if (limits.hard !== null) {
-          const hard = limits.hard;
-          timers.push(setTimeout(() => abort.abort(new TimeLimitExceeded(hard)), hard * 1000));
-        }
+        timers = limitTimers(abort, limits);
         abort.listen((reason) => {
           if (!abort.stopped) {
             // the soft limit: abort ctx.signal in the thread

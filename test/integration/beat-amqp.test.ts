@@ -16,6 +16,7 @@ import { Producer } from '../../src/producer.ts';
 import { silentLogger } from '../support/app.ts';
 import { bodyOf, takeDeliveries } from '../support/consume.ts';
 import { amqpUrl, rabbitGate } from '../support/services.ts';
+import { assertConsecutive, sleep, tickSeconds, waitFor } from '../support/beat.ts';
 
 const AMQP = amqpUrl();
 const skip = await rabbitGate();
@@ -24,15 +25,7 @@ const PREFIX = `beat-amqp-test-${tag}-`;
 const QUEUE = `beat-amqp-it-${tag}`;
 const TTL = 1500;
 const TICK = 100;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(what: string, fn: () => boolean, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!fn()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 describe('withHeartbeat', () => {
   it('adds heartbeat= to each URL of a list that has none', () => {
@@ -61,11 +54,6 @@ describe('beat on RabbitMQ only: two beats, one publisher', { skip }, () => {
     return { beat: b, store };
   }
 
-  const seconds = (runs: PublishedRun[]) => runs.map((r) => r.tick / 1000);
-  function assertConsecutive(ticks: number[]): void {
-    assert.equal(new Set(ticks).size, ticks.length, `a tick ran twice: ${ticks.join(' ')}`);
-    for (let i = 1; i < ticks.length; i++) assert.equal(ticks[i]! - ticks[i - 1]!, 1, `not one run per second: ${ticks.join(' ')}`);
-  }
 
   after(async () => {
     await Promise.all(beats.map((b) => b.close()));
@@ -85,7 +73,7 @@ describe('beat on RabbitMQ only: two beats, one publisher', { skip }, () => {
     await sleep(3200);
     assert.ok(!b.beat.isLeader, 'B stands by while A leads');
     assert.deepEqual(events.filter((e) => e.by === 'B'), [], 'only the leader publishes');
-    const fromA = seconds(events);
+    const fromA = tickSeconds(events);
     assert.ok(fromA.length >= 2, `A published ${fromA.length} ticks`);
     assert.ok(fromA[0]! * 1000 - started <= 1000 + TICK * 5, 'the first tick after start ran');
     assertConsecutive(fromA);
@@ -99,7 +87,7 @@ describe('beat on RabbitMQ only: two beats, one publisher', { skip }, () => {
     await waitFor('B to publish 2 ticks', () => events.filter((e) => e.by === 'B').length >= 2, 6000);
     await b.beat.close();
 
-    assertConsecutive(seconds(events));
+    assertConsecutive(tickSeconds(events));
     assert.ok(events.every((e) => e.missedSince === undefined), 'no tick counted as missed across the handover');
     assert.equal(await broker.queueLength(QUEUE), events.length, 'messages on the queue = ticks published');
     const [d] = await takeDeliveries(broker, QUEUE, 1);
@@ -118,7 +106,7 @@ describe('beat on RabbitMQ only: two beats, one publisher', { skip }, () => {
     const resumed = events.slice(before);
     assert.ok(resumed[0]!.tick > lastTick, 'no tick repeated');
     assert.equal(resumed[0]!.missedSince, lastTick + 1000, 'the missed ticks were caught up, once');
-    assertConsecutive(seconds(resumed.slice(1)));
+    assertConsecutive(tickSeconds(resumed.slice(1)));
     const stored = await c.store.get('every-second');
     assert.equal(stored!.totalRunCount, events.length, 'the run count carried over through the state message');
     assert.equal(stored!.cursor, resumed.at(-1)!.tick);

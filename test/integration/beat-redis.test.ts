@@ -15,6 +15,7 @@ import { Producer } from '../../src/producer.ts';
 import { silentLogger } from '../support/app.ts';
 import { bodyOf, takeDeliveries } from '../support/consume.ts';
 import { redisGate } from '../support/python.ts';
+import { assertConsecutive, sleep, tickSeconds, waitFor } from '../support/beat.ts';
 
 const REDIS_URL = 'redis://127.0.0.1:6379/7';
 const skip = await redisGate(REDIS_URL);
@@ -23,15 +24,7 @@ const PREFIX = `celery-gateway-beat-test-${tag}-`;
 const QUEUE = `beat-it-${tag}`;
 const TTL = 1500;
 const TICK = 100;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(what: string, fn: () => boolean, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!fn()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 describe('beat on Redis: two beats, one publisher', { skip }, () => {
   const redis = new Redis(REDIS_URL, { lazyConnect: true });
@@ -51,12 +44,7 @@ describe('beat on Redis: two beats, one publisher', { skip }, () => {
     return { beat: b, store };
   }
 
-  const seconds = (runs: PublishedRun[]) => runs.map((r) => r.tick / 1000);
 
-  function assertConsecutive(ticks: number[]): void {
-    assert.equal(new Set(ticks).size, ticks.length, `a tick ran twice: ${ticks.join(' ')}`);
-    for (let i = 1; i < ticks.length; i++) assert.equal(ticks[i]! - ticks[i - 1]!, 1, `not one run per second: ${ticks.join(' ')}`);
-  }
 
   before(async () => {
     await redis.connect();
@@ -83,7 +71,7 @@ describe('beat on Redis: two beats, one publisher', { skip }, () => {
     await sleep(4200);
     assert.ok(!b.beat.isLeader, 'B stands by while A leads');
     assert.deepEqual(events.filter((e) => e.by === 'B'), [], 'only the leader publishes');
-    const fromA = seconds(events);
+    const fromA = tickSeconds(events);
     assert.ok(fromA.length >= 3, `A published ${fromA.length} ticks`);
     assert.ok(fromA[0]! * 1000 - started <= 1000 + TICK * 3, 'the first tick after start ran');
     assertConsecutive(fromA);
@@ -99,7 +87,7 @@ describe('beat on Redis: two beats, one publisher', { skip }, () => {
     await waitFor('B to publish 3 ticks', () => events.filter((e) => e.by === 'B').length >= 3, 6000);
     await b.beat.close();
 
-    const all = seconds(events);
+    const all = tickSeconds(events);
     assertConsecutive(all);
     assert.ok(events.every((e) => e.missedSince === undefined), 'no tick counted as missed across the handover');
     assert.equal(await broker.queueLength(QUEUE), events.length, 'messages on the queue = ticks published');
@@ -124,6 +112,6 @@ describe('beat on Redis: two beats, one publisher', { skip }, () => {
     assert.ok(resumed[0]!.tick > lastTick, 'no tick repeated');
     assert.equal(resumed[0]!.missedSince, lastTick + 1000, 'the missed ticks were caught up, once');
     assert.equal(await redis.hget(`${PREFIX}cursor`, 'every-second'), String(resumed.at(-1)!.tick));
-    assertConsecutive(seconds(resumed.slice(1)));
+    assertConsecutive(tickSeconds(resumed.slice(1)));
   });
 });
