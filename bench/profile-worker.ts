@@ -19,6 +19,7 @@ import { RevokedSet } from '../src/state/revoked.ts';
 import { RedisState } from '../src/state/shared-state.ts';
 import { TaskRegistry } from '../src/worker/registry.ts';
 import { Worker } from '../src/worker/worker.ts';
+import { resultsDone } from './results-done.ts';
 
 const URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379/14';
 const N = Number(process.argv[2] ?? 20_000);
@@ -65,25 +66,7 @@ const cpu0 = process.cpuUsage();
 const redis0 = await redisCpu();
 const t0 = performance.now();
 await worker.start();
-// poll one key (the last queued) so the polling costs next to nothing, then check the rest once
-let pending = [`celery-task-meta-${ids.at(-1)}`];
-let checkedAll = false;
-for (;;) {
-  const missing: string[] = [];
-  for (let i = 0; i < pending.length; i += 5000) {
-    const chunk = pending.slice(i, i + 5000);
-    const exists = await redis.pipeline(chunk.map((k) => ['exists', k])).exec();
-    chunk.forEach((k, j) => { if (exists?.[j]?.[1] !== 1) missing.push(k); });
-  }
-  if (missing.length === 0 && !checkedAll) {
-    pending = ids.map((id) => `celery-task-meta-${id}`);
-    checkedAll = true;
-    continue;
-  }
-  if (missing.length === 0) break;
-  pending = missing;
-  await new Promise((r) => setTimeout(r, 20));
-}
+await resultsDone(redis, ids);
 const seconds = (performance.now() - t0) / 1000;
 const cpu = process.cpuUsage(cpu0);
 const redisSec = (await redisCpu()) - redis0;

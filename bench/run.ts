@@ -26,6 +26,7 @@ import { AmqpBroker } from '../src/brokers/amqp.ts';
 import { encodeEnvelope } from '../src/protocol/kombu-envelope.ts';
 import type { RawMessage } from '../src/protocol/types.ts';
 import { buildTaskMessage } from '../src/protocol/message.ts';
+import { resultsDone } from './results-done.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const REDIS_URL = process.env['BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379/14';
@@ -156,33 +157,12 @@ async function fill(b: BrokerCase, queue: string, n: number): Promise<string[]> 
   return ids;
 }
 
-/**
- * Seconds until every id has a SUCCESS meta. Polls only the ids still missing, starting with the last
- * one queued (an EXISTS of all 20,000 keys every 50 ms cost Redis more than the tasks did).
- */
+/** Seconds until every id has a SUCCESS meta. */
 async function drain(ids: string[], started: number): Promise<number> {
-  let pending = [`celery-task-meta-${ids.at(-1)}`];
-  let checkedAll = false;
-  for (;;) {
-    const missing: string[] = [];
-    for (let i = 0; i < pending.length; i += 5000) {
-      const chunk = pending.slice(i, i + 5000);
-      const replies = (await redis.pipeline(chunk.map((key) => ['exists', key])).exec()) ?? [];
-      chunk.forEach((key, j) => { if (replies[j]?.[1] !== 1) missing.push(key); });
-    }
-    if (missing.length === 0 && !checkedAll) {
-      pending = ids.map((id) => `celery-task-meta-${id}`);
-      checkedAll = true;
-      continue;
-    }
-    if (missing.length === 0) {
-      const last = await redis.get(`celery-task-meta-${ids.at(-1)}`);
-      if (!last?.includes('SUCCESS')) throw new Error(`unexpected meta ${last}`);
-      return (performance.now() - started) / 1000;
-    }
-    pending = missing;
-    await sleep(20);
-  }
+  await resultsDone(redis, ids);
+  const last = await redis.get(`celery-task-meta-${ids.at(-1)}`);
+  if (!last?.includes('SUCCESS')) throw new Error(`unexpected meta ${last}`);
+  return (performance.now() - started) / 1000;
 }
 
 async function workerRun(b: BrokerCase, kind: 'node' | 'celery'): Promise<number> {
