@@ -15,7 +15,7 @@ import { RedisBroker } from '../src/brokers/redis.ts';
 import { encodeEnvelope } from '../src/protocol/kombu-envelope.ts';
 import { buildTaskMessage } from '../src/protocol/message.ts';
 import { connectRedis } from '../src/redis/connection.ts';
-import { RevokedSet } from '../src/state/revoked.ts';
+import { RevokedCache } from '../src/state/revoked.ts';
 import { RedisState } from '../src/state/shared-state.ts';
 import { TaskRegistry } from '../src/worker/registry.ts';
 import { Worker } from '../src/worker/worker.ts';
@@ -49,11 +49,13 @@ const broker = new RedisBroker({ url: URL, logger });
 const backend = new RedisBackend({ url: URL, logger });
 const registry = new TaskRegistry().register('tasks.add', { handler: (x: unknown, y: unknown) => Number(x) + Number(y), trackStarted: process.env['TRACK_STARTED'] !== '0' });
 const state = new RedisState(connectRedis(URL, logger, { enableAutoPipelining: true }));
+const revoked = new RevokedCache(state, 3600);
+await revoked.start();
 const worker = new Worker({
   broker, backend, registry, queues: [queue], concurrency: CONCURRENCY, prefetchMultiplier: 4, hostname: `prof@${process.pid}`,
   logger, shutdownTimeout: 5, remoteControl: false,
   // as the CLI worker: every task is checked against the durable revoked set
-  ...(process.env["NO_REVOKED"] ? {} : { revoked: new RevokedSet(state, 3600) }),
+  ...(process.env["NO_REVOKED"] ? {} : { revoked }),
 });
 const profile = process.env['PROFILE'];
 const session = profile ? new Session() : undefined;
@@ -75,6 +77,7 @@ if (session && profile) {
   writeFileSync(profile, JSON.stringify(data));
 }
 await worker.close();
+revoked.close();
 await Promise.all([broker.close(), backend.close(), state.close()]);
 await redis.del(queue, ...ids.map((id) => `celery-task-meta-${id}`));
 redis.disconnect();

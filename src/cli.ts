@@ -14,7 +14,7 @@ import type { ScheduleStore } from './beat/store.ts';
 import { createBackend, createBroker, createScheduleStore, createSharedState, loadKeys } from './compose.ts';
 import { Producer } from './producer.ts';
 import { parseTaskRoutes, type TaskRoute } from './routing.ts';
-import { RevokedSet } from './state/revoked.ts';
+import { RevokedCache } from './state/revoked.ts';
 import { loadConfig, SETTINGS, type Config } from './config.ts';
 import { GatewayError } from './errors.ts';
 import { buildApp } from './http/app.ts';
@@ -174,10 +174,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   if (command === 'worker' || command === 'dev') {
     const tasksPath = values.tasks ?? (command === 'dev' ? EXAMPLE_TASKS : undefined);
     if (!tasksPath) throw new GatewayError('GW_ERR_CONFIG', 'worker needs --tasks FILE (a module exporting { "task.name": handler })');
+    // the revoked ids, loaded now and refreshed every second: no round trip per task
+    const revoked = new RevokedCache(shared.state, config.resultExpires, { logger: logger.child({ component: 'revoked' }) });
+    await revoked.start();
     const worker = await startWorker(config, values, tasksPath, {
-      broker, backend, logger, revoked: new RevokedSet(shared.state, config.resultExpires), onShutdown: (reason) => requestShutdown(reason),
+      broker, backend, logger, revoked, onShutdown: (reason) => requestShutdown(reason),
     });
-    closers.push(() => worker.close());
+    closers.push(async () => { await worker.close(); revoked.close(); });
   }
   if (command === 'beat' || command === 'dev') {
     const beat = await startBeatCommand(command, values, { broker, backend, config, logger, replyTo, routes, schedules: schedules as ScheduleStore });
@@ -232,7 +235,7 @@ async function startWorker(
   config: Config,
   values: { queues?: string | undefined; concurrency?: string | undefined; hostname?: string | undefined; pool?: string | undefined },
   tasksPath: string,
-  deps: { broker: ReturnType<typeof createBroker>; backend: ReturnType<typeof createBackend>; logger: Logger; revoked: RevokedSet; onShutdown: (reason: string) => void },
+  deps: { broker: ReturnType<typeof createBroker>; backend: ReturnType<typeof createBackend>; logger: Logger; revoked: RevokedCache; onShutdown: (reason: string) => void },
 ): Promise<Worker> {
   const { broker, backend, logger, revoked, onShutdown } = deps;
   const registry = await loadTaskModule(tasksPath);

@@ -12,6 +12,13 @@ export interface SharedState {
   get(key: string): Promise<string | null>;
   set(key: string, value: string, ttlSec: number): Promise<void>;
   delete(key: string): Promise<void>;
+  /**
+   * A time index: add `member` with `score` (epoch ms) to `index`, dropping members older than `ttlSec`
+   * (by score) and letting the whole index expire `ttlSec` after its last add.
+   */
+  indexAdd(index: string, member: string, score: number, ttlSec: number): Promise<void>;
+  /** members of `index` with a score above `minScore`, with their scores, oldest first */
+  indexSince(index: string, minScore: number): Promise<Array<[member: string, score: number]>>;
   close(): Promise<void>;
 }
 
@@ -52,8 +59,22 @@ export class MemoryState implements SharedState {
     this.#entries.delete(key);
   }
 
+  readonly #indexes = new Map<string, Map<string, number>>();
+
+  async indexAdd(index: string, member: string, score: number, ttlSec: number): Promise<void> {
+    let members = this.#indexes.get(index);
+    if (!members) this.#indexes.set(index, members = new Map());
+    members.set(member, score);
+    for (const [m, s] of members) if (s < score - ttlSec * 1000) members.delete(m);
+  }
+
+  async indexSince(index: string, minScore: number): Promise<Array<[string, number]>> {
+    return [...(this.#indexes.get(index) ?? [])].filter(([, s]) => s > minScore).sort((a, b) => a[1] - b[1]);
+  }
+
   async close(): Promise<void> {
     this.#entries.clear();
+    this.#indexes.clear();
   }
 }
 
@@ -88,6 +109,22 @@ export class RedisState implements SharedState {
 
   async delete(key: string): Promise<void> {
     await this.#run(() => this.#redis.del(key));
+  }
+
+  /** a sorted set: ZADD, ZREMRANGEBYSCORE of what is past the TTL, EXPIRE, in one MULTI */
+  async indexAdd(index: string, member: string, score: number, ttlSec: number): Promise<void> {
+    await this.#run(() => this.#redis.multi()
+      .zadd(index, score, member)
+      .zremrangebyscore(index, '-inf', `(${score - ttlSec * 1000}`)
+      .expire(index, ttlSec)
+      .exec());
+  }
+
+  async indexSince(index: string, minScore: number): Promise<Array<[string, number]>> {
+    const flat = await this.#run(() => this.#redis.zrangebyscore(index, `(${minScore}`, '+inf', 'WITHSCORES'));
+    const out: Array<[string, number]> = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i] as string, Number(flat[i + 1])]);
+    return out;
   }
 
   async close(): Promise<void> {

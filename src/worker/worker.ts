@@ -5,7 +5,6 @@
 import type { Logger } from 'pino';
 import type { Broker, Delivery, Subscription } from '../brokers/broker.ts';
 import type { ResultBackend, StoreOptions } from '../backends/backend.ts';
-import type { RevokedSet } from '../state/revoked.ts';
 import { parseTaskMessage } from '../protocol/message.ts';
 import { buildMeta, celeryException, encodeError } from '../protocol/result-meta.ts';
 import { saferepr } from '../protocol/repr.ts';
@@ -49,8 +48,8 @@ export interface WorkerOptions {
   pool?: TaskPool;
   /** queue for canvas signatures without a queue option (Celery's task_default_queue); default "celery" */
   defaultQueue?: string;
-  /** the durable revoked set, checked before each task runs */
-  revoked?: Pick<RevokedSet, 'get'>;
+  /** the durable revoked set, checked before each task runs (a RevokedCache: no round trip per task) */
+  revoked?: { isRevoked(taskId: string): boolean | Promise<boolean> };
   /** answer Celery remote control on the pidbox (ping, inspect, revoke); default true */
   remoteControl?: boolean;
   /** send task-* Celery events from the start (`-E`); worker-* events are always sent */
@@ -405,7 +404,7 @@ export class Worker {
   /** A revoked-set outage must not stop the worker: the task then runs (logged). */
   async #isRevoked(taskId: string): Promise<boolean> {
     try {
-      return (await this.#o.revoked?.get(taskId)) != null;
+      return (await this.#o.revoked?.isRevoked(taskId)) === true;
     } catch (err) {
       this.#log.warn({ err, taskId }, 'could not read the revoked set; running the task');
       return false;
