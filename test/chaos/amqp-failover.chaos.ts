@@ -28,7 +28,7 @@ import { sleep, startRabbitNodes, toolGate, until, type RabbitNode } from './h4-
 
 /** results of the failover test's worker (only this file's task ids are read and deleted, never flushed) */
 const REDIS_DB = 3;
-const skip = toolGate('rabbitmq-server') || (await redisGate(REDIS_DB));
+const skip = (await toolGate('rabbitmq-server')) || (await redisGate(REDIS_DB));
 
 interface Attempt { i: number; at: number; status: number; code?: string; id?: string }
 

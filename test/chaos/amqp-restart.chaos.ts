@@ -17,13 +17,12 @@ import { AmqpBroker } from '../../src/brokers/amqp.ts';
 import { TaskRegistry } from '../../src/worker/registry.ts';
 import { Worker } from '../../src/worker/worker.ts';
 import { silentLogger, startGateway, type TestGateway } from '../support/app.ts';
-import { binaryGate, startPrivateRabbit, type PrivateRabbit } from './servers.ts';
+import { binaryGate, sleep, startPrivateRabbit, type PrivateRabbit } from '../support/private-servers.ts';
 import { checkOutage, startSubmissionStream, waitForSuccess } from './stream.ts';
 
 /** submissions per second */
 const RATE = 200;
 const skip = (await binaryGate('rabbitmq-server', 'apt-get install rabbitmq-server')) || (await binaryGate('rabbitmqctl', 'apt-get install rabbitmq-server'));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('chaos: RabbitMQ stopped and started under a stream of submissions', { skip }, () => {
   let rabbit: PrivateRabbit;

@@ -18,10 +18,10 @@ import { submittedBucketKey } from '../../src/backends/redis.ts';
 import { ERRORS } from '../../src/errors.ts';
 import { runCli } from '../support/cli.ts';
 import { redisGate } from '../support/python.ts';
+import { sleep } from '../support/private-servers.ts';
 
 const REDIS = 'redis://127.0.0.1:6379/0';
 const skip = await redisGate(REDIS);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 type Outcome =
   | { kind: 'response'; id: string; status: number; body: string; at: number }

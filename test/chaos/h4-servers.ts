@@ -2,44 +2,22 @@
  * Private Redis (master, replica, sentinels) and RabbitMQ nodes for the scale-out chaos tests, each in a
  * temp dir on its own loopback port, stopped by the tests. Never touches the shared servers.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { tcpConnect } from '../support/services.ts';
+import { binaryGate, sleep, until } from '../support/private-servers.ts';
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(everyMs);
-  }
-}
-
-function hasBinary(cmd: string, args: string[]): boolean {
-  const r = spawnSync(cmd, args, { stdio: 'ignore', timeout: 10_000, env: { ...process.env, PATH: `${process.env['PATH'] ?? ''}:/usr/sbin:/sbin` } });
-  return r.status === 0;
-}
+export { sleep, until } from '../support/private-servers.ts';
 
 /** false, or why the chaos test is skipped; under CI=true a missing tool is an error. */
-export function toolGate(tool: 'redis-sentinel' | 'rabbitmq-server'): string | false {
+export async function toolGate(tool: 'redis-sentinel' | 'rabbitmq-server'): Promise<string | false> {
   // Sentinel is built into redis-server (`redis-server <conf> --sentinel`); a separate redis-sentinel binary is not needed
-  const ok = tool === 'redis-sentinel' ? hasBinary('redis-server', ['--version']) : hasBinary('sh', ['-c', 'command -v rabbitmq-server && command -v rabbitmqctl']);
-  if (ok) return false;
-  const reason = `${tool === 'redis-sentinel' ? 'redis-server (with --sentinel)' : 'rabbitmq-server / rabbitmqctl'} not installed: scale-out chaos test skipped`;
-  if (process.env['CI'] === 'true') throw new Error(`${reason}; required under CI=true`);
-  return reason;
+  if (tool === 'redis-sentinel') return binaryGate('redis-server', 'apt-get install redis-server (runs sentinels with --sentinel)');
+  return (await binaryGate('rabbitmq-server', 'apt-get install rabbitmq-server')) || binaryGate('rabbitmqctl', 'apt-get install rabbitmq-server');
 }
 
 export interface Proc {

@@ -20,14 +20,13 @@ import { RedisBroker } from '../../src/brokers/redis.ts';
 import { TaskRegistry } from '../../src/worker/registry.ts';
 import { Worker } from '../../src/worker/worker.ts';
 import { silentLogger, startGateway, type TestGateway } from '../support/app.ts';
-import { binaryGate, startPrivateRedis, type PrivateRedis } from './servers.ts';
+import { binaryGate, sleep, startPrivateRedis, type PrivateRedis } from '../support/private-servers.ts';
 import { checkOutage, startSubmissionStream, waitForSuccess } from './stream.ts';
 
 const PORT = 6390;
 /** submissions per second */
 const RATE = 200;
 const skip = await binaryGate('redis-server', 'apt-get install redis-server');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('chaos: Redis killed and restarted under a stream of submissions', { skip }, () => {
   let redis: PrivateRedis;

@@ -29,7 +29,7 @@ const SENTINELS = [26400, 26401, 26402];
 const QUEUE = 'h4-sentinel';
 const OUR_503 = new Set(['GW_ERR_BROKER_UNAVAILABLE', 'GW_ERR_BROKER_NOT_REPLICATED']);
 
-const skip = toolGate('redis-sentinel');
+const skip = await toolGate('redis-sentinel');
 const pythonSkip = skip ? true : await celeryGate();
 
 interface Attempt { i: number; at: number; status: number; code?: string; id?: string }

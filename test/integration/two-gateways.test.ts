@@ -6,15 +6,11 @@
  * A private redis-server on 127.0.0.1:6400 (started and stopped here) holds it all.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { runCli, type CliProcess } from '../support/cli.ts';
-import { pingRedis } from '../support/services.ts';
+import { binaryGate, startPrivateRedis, type PrivateRedis } from '../support/private-servers.ts';
 
 const PORT = 6400;
 const REDIS = `redis://127.0.0.1:${PORT}/0`;
@@ -24,12 +20,6 @@ const LIMITED_KEY = `h4-limited-${randomUUID()}`;
 const LIMIT = 10;
 const sha = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 
-function gate(): string | false {
-  if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0) return false;
-  const reason = 'redis-server not installed: two-gateway test skipped';
-  if (process.env['CI'] === 'true') throw new Error(`${reason}; required under CI=true`);
-  return reason;
-}
 
 interface Answer { status: number; json: any; headers: Headers }
 
@@ -46,9 +36,8 @@ async function call(base: string, method: string, path: string, body?: unknown, 
   return { status: res.status, json, headers: res.headers };
 }
 
-describe('two gateway processes on one Redis', { skip: gate(), timeout: 60_000 }, () => {
-  let redisProc: ChildProcess | undefined;
-  let dir = '';
+describe('two gateway processes on one Redis', { skip: await binaryGate('redis-server', 'apt-get install redis-server'), timeout: 60_000 }, () => {
+  let server: PrivateRedis | undefined;
   let redis: Redis;
   let gwA: CliProcess;
   let gwB: CliProcess;
@@ -66,12 +55,7 @@ describe('two gateway processes on one Redis', { skip: gate(), timeout: 60_000 }
   };
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'h4-two-'));
-    redisProc = spawn('redis-server', ['--port', String(PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-    process.once('exit', () => redisProc?.kill('SIGKILL'));
-    for (let i = 0; ; i += 1) {
-      try { await pingRedis(REDIS); break; } catch (err) { if (i > 50) throw err; await new Promise((r) => setTimeout(r, 100)); }
-    }
+    server = await startPrivateRedis(PORT, false);
     redis = new Redis(REDIS);
     gwA = runCli(['serve'], env);
     gwB = runCli(['serve'], env);
@@ -83,12 +67,7 @@ describe('two gateway processes on one Redis', { skip: gate(), timeout: 60_000 }
   after(async () => {
     await Promise.all([worker?.stop(), gwA?.stop(), gwB?.stop()]);
     redis?.disconnect();
-    if (redisProc && redisProc.exitCode === null) {
-      const gone = new Promise((r) => redisProc!.once('exit', r));
-      redisProc.kill('SIGKILL');
-      await gone;
-    }
-    rmSync(dir, { recursive: true, force: true });
+    await server?.destroy();
   });
 
   it('alternating client: results, idempotency, schedules, revoke, rate limit agree', async () => {

@@ -1,5 +1,5 @@
 /**
- * Private servers for the chaos tests (never the shared ones): a redis-server on a port of our own and a
+ * Private servers for the chaos and scale-out tests (never the shared ones): a redis-server on a port of our own and a
  * RabbitMQ node `h3chaos@localhost` on AMQP port 5682. Gates skip with a reason when a binary is
  * missing, and throw under CI=true.
  */
@@ -8,10 +8,9 @@ import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } 
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { pingRedis, tcpConnect } from '../support/services.ts';
+import { pingRedis, tcpConnect } from './services.ts';
 
 const run = promisify(execFile);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** false when `binary` is on PATH (or an absolute path that exists), else a skip reason; throws under CI=true. */
 export async function binaryGate(binary: string, hint: string): Promise<string | false> {
@@ -22,14 +21,22 @@ export async function binaryGate(binary: string, hint: string): Promise<string |
   return reason;
 }
 
-async function until(what: string, timeoutMs: number, probe: () => Promise<void>): Promise<void> {
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns something other than undefined/false (errors count as "not yet"); that value. */
+export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
-  while (Date.now() < deadline) {
-    try { await probe(); return; } catch (err) { last = err; }
-    await sleep(100);
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await sleep(everyMs);
   }
-  throw new Error(`${what} not up within ${timeoutMs} ms: ${last instanceof Error ? last.message : String(last)}`);
 }
 
 /** Rejects when something already listens on `port` (a leftover server would answer in our place). */
@@ -63,7 +70,7 @@ export async function startPrivateRedis(port: number, persistence = true): Promi
     child = c;
     exited = new Promise((resolve) => c.once('exit', () => resolve()));
     process.once('exit', () => c.kill('SIGKILL'));
-    await until(`redis-server :${port}`, 10_000, () => pingRedis(url(), 300));
+    await until(`redis-server :${port}`, async () => { await pingRedis(url(), 300); return true; }, 10_000);
   };
   const kill = async (): Promise<void> => {
     if (child && child.exitCode === null && child.signalCode === null) {
@@ -137,7 +144,7 @@ export async function startPrivateRabbit(): Promise<PrivateRabbit> {
   };
   process.once('exit', () => { try { child.kill('SIGKILL'); } catch { /* gone */ } });
   try {
-    await until(`RabbitMQ node ${RABBIT_NODE}`, 60_000, () => tcpConnect('127.0.0.1', RABBIT_PORT, 300));
+    await until(`RabbitMQ node ${RABBIT_NODE}`, async () => { await tcpConnect('127.0.0.1', RABBIT_PORT, 300); return true; }, 60_000);
     await rabbitctl('await_startup');
   } catch (err) {
     await stopNode();
