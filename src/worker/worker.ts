@@ -241,15 +241,26 @@ export class Worker {
     };
   }
 
-  /** The task's rate in tasks per second (a `rate_limit` command wins over the TaskSpec), null = none. */
+  /**
+   * The task's rate in tasks per second (a `rate_limit` command wins over the TaskSpec), null = none.
+   * Parsed once per task name: this runs for every task received.
+   */
   #rateOf(task: string, spec: TaskSpec): number | null {
     if (this.#rateOverrides.has(task)) return this.#rateOverrides.get(task) ?? null;
-    try {
-      return parseRate(spec.rateLimit);
-    } catch {
-      return null; // checked at registration
+    let rate = this.#specRates.get(task);
+    if (rate === undefined) {
+      try {
+        rate = parseRate(spec.rateLimit);
+      } catch {
+        rate = null; // checked at registration
+      }
+      this.#specRates.set(task, rate);
     }
+    return rate;
   }
+
+  /** the TaskSpecs' rates, parsed */
+  readonly #specRates = new Map<string, number | null>();
 
   /** A new rate for a task: a new bucket; waiting jobs are admitted again under it. */
   #resetRateLimit(task: string): void {
