@@ -1,6 +1,6 @@
 /**
  * The worker's Redis writes are coalesced per event-loop turn (src/redis/batch.ts): results stored in
- * the same turn are one STORE_MANY call, acks one ACK call. Same semantics as one call each: a stored
+ * the same turn are one STORE_MANY call, acks one ACK call, the gateway's publishes one LPUSH per list. Same semantics as one call each: a stored
  * SUCCESS (ours or Celery's, whatever its key order) is never overwritten, every acked message leaves
  * `unacked` and `unacked_index`.
  */
@@ -93,5 +93,28 @@ describe('batched Redis writes', { skip }, () => {
     await Promise.all(deliveries.map((d) => d.ack()));
     assert.deepEqual((await redis.hmget(UNACKED, ...tags)).filter(Boolean), [], 'gone from unacked');
     assert.deepEqual((await Promise.all(tags.map((t) => redis.zscore(UNACKED_INDEX, t)))).filter((s) => s !== null), [], 'gone from unacked_index');
+  });
+
+  it('publishes of one turn: one LPUSH per list, consumed in call order; a list that fails fails only its own', async () => {
+    const queue = `batch-pub-${randomUUID().slice(0, 8)}`;
+    const broken = `batch-pub-broken-${randomUUID().slice(0, 8)}`;
+    keys.push(queue, broken, `_kombu.binding.${queue}`, `_kombu.binding.${broken}`);
+    await redis.set(broken, 'not a list');
+    await broker.publish(buildTaskMessage({ task: 't', id: randomUUID(), args: [-1], kwargs: {}, origin: 'test', replyTo: '' }, new Date()), { queue }); // binding declared
+    const monitor = await redis.monitor(); // a connection of its own
+    const lpushes: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => { if (args[0]?.toLowerCase() === 'lpush' && (args[1] === queue || args[1] === broken)) lpushes.push(`${args[1]}:${args.length - 2}`); });
+    const ids = Array.from({ length: 8 }, () => randomUUID());
+    const results = await Promise.allSettled([
+      ...ids.map((id, i) => broker.publish(buildTaskMessage({ task: 't', id, args: [i], kwargs: {}, origin: 'test', replyTo: '' }, new Date()), { queue })),
+      broker.publish(buildTaskMessage({ task: 't', id: randomUUID(), args: [], kwargs: {}, origin: 'test', replyTo: '' }, new Date()), { queue: broken }),
+    ]);
+    await new Promise((r) => setTimeout(r, 50));
+    monitor.disconnect();
+    assert.deepEqual(results.map((r) => r.status), [...ids.map(() => 'fulfilled'), 'rejected']);
+    assert.deepEqual(lpushes.sort(), [`${broken}:1`, `${queue}:8`].sort(), 'one LPUSH per list for the whole turn');
+    const deliveries = await takeDeliveries(broker, queue, 9);
+    assert.deepEqual(deliveries.map((d) => d.message.headers['id']).slice(1), ids, 'consumed in call order');
+    await Promise.all(deliveries.map((d) => d.ack()));
   });
 });
