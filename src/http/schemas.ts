@@ -27,8 +27,9 @@ export const errorSchema = {
 const errorRef = { $ref: 'Error#' } as const;
 
 /** preValidation hook: a POST without a body (`curl -X POST …`) counts as `{}`. */
-export async function bodyOrEmpty(request: { body: unknown }): Promise<void> {
+export function bodyOrEmpty(request: { body: unknown }, _reply: unknown, done: () => void): void {
   if (request.body === undefined || request.body === null) request.body = {};
+  done();
 }
 
 /** Error responses for a route, described by the codes it can answer with. */
