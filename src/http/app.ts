@@ -148,10 +148,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const registry = deps.taskRegistry;
   await app.register(swagger, { openapi: openapiInfo, ...(registry ? { transformObject: registryOpenapi(registry) as never } : {}) });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
   const metrics = deps.metrics ?? new GatewayMetrics();
   if (deps.broker.kind !== 'memory') metrics.countReconnects(deps.broker.kind);
+  // after swagger (which documents /metrics), before every other route (each route's counting is
+  // attached when it is added)
   await app.register(metricsPlugin, { metrics });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
   if (deps.keys) await app.register(authPlugin, { keys: deps.keys, defaultQueue: deps.config.defaultQueue });
   const defaultLimit = deps.config.rateLimitPerMinute;
   if (defaultLimit > 0 || deps.keys?.hasRateLimits) {
@@ -175,6 +177,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const shutdown = new AbortController();
   app.addHook('preClose', async () => { shutdown.abort(); });
 
+  const published = metrics.publishDuration.series('ok');
+  const publishFailed = metrics.publishDuration.series('failed');
   const producer = new Producer({
     broker: deps.broker,
     backend: deps.backend,
@@ -184,7 +188,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(deps.replyTo ? { replyTo: deps.replyTo } : {}),
     // a registry entry's queue is a route for that exact name, before CELERY_TASK_ROUTES
     routes: [...(registry?.routes() ?? []), ...(deps.routes ?? [])],
-    onPublished: (seconds, ok) => metrics.publishDuration.observe({ outcome: ok ? 'ok' : 'failed' }, seconds),
+    onPublished: (seconds, ok) => (ok ? published : publishFailed).observe(seconds),
   });
   const guard = new SubmitGuard({ registry, ...(deps.config.maxArgsBytes !== undefined ? { maxArgsBytes: deps.config.maxArgsBytes } : {}) });
   await app.register(tasksRoutes, { producer, guard });

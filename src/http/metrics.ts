@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics of one gateway instance (prom-client, a registry per app so tests can build many).
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { BatchedCounter, BucketHistogram } from './metric-series.ts';
 
 /** Task names come from clients: past this many distinct names, new ones are counted as "other". */
 const MAX_TASK_LABELS = 500;
@@ -10,20 +11,20 @@ export class GatewayMetrics {
   readonly registry = new Registry();
   readonly #taskNames = new Set<string>();
 
-  readonly httpRequests = new Counter({
+  readonly httpRequests = new BatchedCounter({
     name: 'celery_gateway_http_requests_total', help: 'HTTP requests by route, method and status',
     labelNames: ['route', 'method', 'status'] as const, registers: [this.registry],
   });
-  readonly httpDuration = new Histogram({
+  readonly httpDuration = new BucketHistogram({
     name: 'celery_gateway_http_request_duration_seconds', help: 'HTTP request duration by route',
     labelNames: ['route'] as const, buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 60],
     registers: [this.registry],
   });
-  readonly submissions = new Counter({
+  readonly submissions = new BatchedCounter({
     name: 'celery_gateway_task_submissions_total', help: 'Task submissions by task name and outcome (accepted, refused, unavailable)',
     labelNames: ['task', 'outcome'] as const, registers: [this.registry],
   });
-  readonly publishDuration = new Histogram({
+  readonly publishDuration = new BucketHistogram({
     name: 'celery_gateway_publish_duration_seconds', help: 'Time for the broker to take a message (publish until written / confirmed)',
     labelNames: ['outcome'] as const, buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
     registers: [this.registry],
