@@ -27,6 +27,7 @@ function badOption(err: unknown, field: string): unknown {
  * in them passes the guard (size, registry) like the task itself.
  */
 function linkSignatures(value: unknown, field: 'link' | 'link_error', guard: SubmitGuard): SignatureDict[] | null {
+  if (value === undefined || value === null) return null;
   let nodes: SpecNode[];
   try {
     nodes = parseLinkOption(value, field);
