@@ -125,7 +125,12 @@ export class BucketHistogram<L extends string> {
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 
+  /** zeroes every series (the series handed out keep counting into them) */
   reset(): void {
-    this.#series.clear();
+    for (const s of this.#series.values()) {
+      s.counts.fill(0);
+      s.sum = 0;
+      s.count = 0;
+    }
   }
 }

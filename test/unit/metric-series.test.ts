@@ -30,6 +30,11 @@ describe('metric series', () => {
     assert.match(text, /h_seconds_bucket\{le="0\.001",route="\/a",method="GET"\} 2\n/);
     assert.match(text, /h_seconds_count\{route="\/b",method="POST"\} 5\n/);
     assert.deepEqual(await ours.getMetricsAsJSON(), JSON.parse(JSON.stringify(await theirs.getMetricsAsJSON()), (k, v) => (k === 'exemplar' ? undefined : v)));
+    // a reset zeroes the series; the ones handed out keep counting
+    ours.resetMetrics();
+    a.observe(0.002);
+    assert.match(await ours.metrics(), /h_seconds_count\{route="\/a",method="GET"\} 1\n/);
+    assert.match(await ours.metrics(), /h_seconds_count\{route="\/b",method="POST"\} 0\n/);
   });
 
   it('BatchedCounter: increments of a series reach the Counter at each scrape, exactly once', async () => {

@@ -6,8 +6,6 @@ import fp from 'fastify-plugin';
 import type { GatewayMetrics } from '../metrics.ts';
 import type { CounterSeries, HistogramSeries } from '../metric-series.ts';
 
-type ResponseHook = onResponseHookHandler;
-
 const SUBMIT_OUTCOMES = ['accepted', 'refused', 'unavailable'] as const;
 
 const plugin: FastifyPluginAsync<{ metrics: GatewayMetrics }> = async (app, { metrics }) => {
@@ -39,7 +37,7 @@ const plugin: FastifyPluginAsync<{ metrics: GatewayMetrics }> = async (app, { me
     for (const method of methods) {
       const count = countFor(route.url, method);
       const submit = route.url === '/tasks/:name' && method === 'POST';
-      const hook: ResponseHook = (request, reply, done) => {
+      const hook: onResponseHookHandler = (request, reply, done) => {
         if (request.method === method) {
           count(reply.statusCode, reply.elapsedTime);
           if (submit) countSubmission((request.params as { name?: string }).name ?? '', reply.statusCode);
