@@ -9,9 +9,9 @@ import { describe, it } from 'node:test';
 import { MemoryBackend } from '../../src/backends/memory.ts';
 import { waitForResult } from '../../src/backends/wait.ts';
 import { buildMeta } from '../../src/protocol/result-meta.ts';
-import type { ResultMeta, TaskState } from '../../src/protocol/types.ts';
+import type { ResultMeta, State } from '../../src/protocol/types.ts';
 
-const meta = (taskId: string, status: TaskState, result: number | null = null): ResultMeta =>
+const meta = (taskId: string, status: State, result: number | null = null): ResultMeta =>
   buildMeta({ taskId, status, result, traceback: null, children: [], groupId: null, parentId: null, now: new Date() });
 
 /** The memory backend, counting reads, subscriptions and releases; `beforeSubscribed` runs while a subscription is being set up. */
