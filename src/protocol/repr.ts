@@ -113,7 +113,50 @@ function* tokens(value: Json | undefined, level: number, asTuple = false): Gener
   }
 }
 
+/**
+ * The repr written straight out, or null once it reaches `limit` UTF-16 units. Below the limit it is
+ * what the token walk below writes: no token is cut or dropped while the whole text is shorter than
+ * the budget (code points never outnumber UTF-16 units). Submissions nearly always take this path,
+ * without a generator and a token object per value.
+ */
+function direct(value: Json | undefined, level: number, asTuple: boolean, limit: number): string | null {
+  if (typeof value === 'string') return quote(value, undefined);
+  if (typeof value === 'number') return pyNumber(value);
+  if (typeof value === 'boolean') return value ? 'True' : 'False';
+  if (value === null || value === undefined) return 'None';
+  if (Array.isArray(value)) {
+    const open = asTuple ? '(' : '[';
+    const close = asTuple ? (value.length === 1 ? ',)' : ')') : ']';
+    if (level >= MAX_LEVELS) return `${open}...${close}`;
+    let out = open;
+    for (let i = 0; i < value.length; i += 1) {
+      const item = direct(value[i], level + 1, false, limit);
+      if (item === null) return null;
+      out += i > 0 ? `, ${item}` : item;
+      if (out.length >= limit) return null;
+    }
+    return out + close;
+  }
+  if (level >= MAX_LEVELS) return '{...}';
+  let out = '{';
+  for (const key of Object.keys(value)) {
+    const item = direct(value[key], level + 1, false, limit);
+    if (item === null) return null;
+    out += `${out.length > 1 ? ', ' : ''}${quote(key, undefined)}: ${item}`;
+    if (out.length >= limit) return null;
+  }
+  return out + '}';
+}
+
 function render(value: Json, maxlen: number | undefined, asTuple: boolean): string {
+  const limit = maxlen ?? Infinity;
+  const text = direct(value, 0, asTuple, limit);
+  if (text !== null && text.length < limit) return text;
+  return renderByTokens(value, maxlen, asTuple);
+}
+
+/** saferepr's budgeted walk, token by token (exported for the test that compares it with the direct path). */
+export function renderByTokens(value: Json, maxlen: number | undefined, asTuple: boolean): string {
   let budget = maxlen;
   const out: string[] = [];
   const pending: string[] = []; // closing brackets of the containers currently open

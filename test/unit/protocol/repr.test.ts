@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { argsRepr, kwargsRepr, pyNumber, saferepr } from '../../../src/protocol/repr.ts';
+import { argsRepr, kwargsRepr, pyNumber, renderByTokens, saferepr } from '../../../src/protocol/repr.ts';
 import type { Json, JsonObject } from '../../../src/protocol/types.ts';
 
 // Expected values were produced by Celery 5.2.6's own celery.utils.saferepr (saferepr(tuple(args), 1024)),
@@ -95,4 +95,24 @@ describe('pyNumber (Python str of the number decoded from our JSON)', () => {
     [123456789012345.6, '123456789012345.6'], [1.5e300, '1.5e+300'], [-2.5e-7, '-2.5e-07'],
   ];
   for (const [n, expected] of cases) it(`${n} → ${expected}`, () => assert.equal(pyNumber(n), expected));
+});
+
+describe('repr: the direct path and the budgeted token walk agree', () => {
+  it('for generated JSON values, at every limit from 1 to past the text (fast-check)', async () => {
+    const fc = await import('fast-check');
+    const value = fc.jsonValue({ maxDepth: 5 }) as unknown as import('fast-check').Arbitrary<Json>;
+    fc.assert(fc.property(fc.array(value, { maxLength: 6 }), fc.dictionary(fc.string(), value, { maxKeys: 5 }), fc.integer({ min: 1, max: 120 }), (args, kwargs, maxlen) => {
+      assert.equal(argsRepr(args, maxlen), renderByTokens(args, maxlen, true));
+      assert.equal(kwargsRepr(kwargs, maxlen), renderByTokens(kwargs, maxlen, false));
+      assert.equal(saferepr(args), renderByTokens(args, undefined, false));
+    }), { numRuns: Number(process.env['FUZZ_RUNS'] ?? 500) });
+  });
+
+  it('around the limit: a text as long as the limit, one shorter, one longer', () => {
+    for (const args of [['abcd'], ['a b c d e f g h'], [1234567], [[1, 2], 'x y']] as Json[][]) {
+      const full = argsRepr(args);
+      for (const maxlen of [full.length - 1, full.length, full.length + 1]) assert.equal(argsRepr(args, maxlen), renderByTokens(args, maxlen, true), `${full} at ${maxlen}`);
+    }
+    assert.equal(argsRepr(['a b c d e f g h'], 12), "('a b c d e...', ...", 'cut by the token walk, as saferepr cuts it');
+  });
 });
