@@ -2,7 +2,7 @@
  * The worker's Redis writes are coalesced per event-loop turn (src/redis/batch.ts): results stored in
  * the same turn are one STORE_MANY call, acks one ACK call, the gateway's publishes one LPUSH per list. Same semantics as one call each: a stored
  * SUCCESS (ours or Celery's, whatever its key order) is never overwritten, every acked message leaves
- * `unacked` and `unacked_index`.
+ * `unacked` and `unacked_index`. Also here: the result reads of GET /results (src/backends/wait.ts) as Redis sees them.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -13,6 +13,7 @@ import { RedisBroker, UNACKED, UNACKED_INDEX } from '../../src/brokers/redis.ts'
 import { buildMeta } from '../../src/protocol/result-meta.ts';
 import { buildTaskMessage } from '../../src/protocol/message.ts';
 import { TickBatcher } from '../../src/redis/batch.ts';
+import { waitForResult } from '../../src/backends/wait.ts';
 import { silentLogger } from '../support/app.ts';
 import { takeDeliveries } from '../support/consume.ts';
 import { redisGate, redisUrl } from '../support/services.ts';
@@ -116,5 +117,24 @@ describe('batched Redis writes', { skip }, () => {
     const deliveries = await takeDeliveries(broker, queue, 9);
     assert.deepEqual(deliveries.map((d) => d.message.headers['id']).slice(1), ids, 'consumed in call order');
     await Promise.all(deliveries.map((d) => d.ack()));
+  });
+
+  it('result reads on Redis: a poll is one GET and no SUBSCRIBE; a stored result answers a long-poll from its first GET', async () => {
+    const polled = randomUUID();
+    const stored = randomUUID();
+    keys.push(taskMetaKey(stored));
+    await backend.store(buildMeta({ taskId: stored, status: 'SUCCESS', result: 5, traceback: null, children: [], groupId: null, parentId: null, now: new Date() }));
+    const monitor = await redis.monitor();
+    const seen: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      const key = args[1] ?? '';
+      if (key === taskMetaKey(polled) || key === taskMetaKey(stored)) seen.push(`${args[0]?.toLowerCase()} ${key === taskMetaKey(polled) ? 'polled' : 'stored'}`);
+    });
+    assert.equal(await waitForResult(backend, polled, 0), null);
+    assert.equal((await waitForResult(backend, stored, 5000))?.result, 5);
+    await new Promise((r) => setTimeout(r, 100));
+    monitor.disconnect();
+    assert.deepEqual(seen.filter((c) => c.endsWith('polled')), ['get polled'], 'a poll: one GET, no SUBSCRIBE');
+    assert.equal(seen.filter((c) => c === 'get stored').length, 1, `a stored result: one GET (${seen.join(', ')})`);
   });
 });
