@@ -18,6 +18,10 @@ interface Config<L extends string> {
 
 const seriesKey = (values: readonly string[]): string => values.join('\u0000');
 
+/** `{ name: value }` for the label values given in labelNames order ('' for a missing one). */
+const labelsOf = (labelNames: readonly string[], values: readonly string[]): Record<string, string> =>
+  Object.fromEntries(labelNames.map((name, i) => [name, values[i] ?? '']));
+
 /**
  * A prom-client Counter whose series count locally: each scrape (its collect hook) adds to the
  * Counter what they counted since the last one. inc() / labels() of the Counter itself still work.
@@ -36,8 +40,7 @@ export class BatchedCounter<L extends string> extends Counter<L> {
     const key = seriesKey(values);
     let entry = this.#series.get(key);
     if (!entry) {
-      const labels = Object.fromEntries(this.#labelNames.map((name, i) => [name, values[i] ?? ''])) as LabelValues<L>;
-      entry = { labels, n: 0 };
+      entry = { labels: labelsOf(this.#labelNames, values) as LabelValues<L>, n: 0 };
       this.#series.set(key, entry);
     }
     const counted = entry;
@@ -87,8 +90,7 @@ export class BucketHistogram<L extends string> {
     const key = seriesKey(values);
     let state = this.#series.get(key);
     if (!state) {
-      const labels: Record<string, string> = Object.fromEntries(this.#labelNames.map((name, i) => [name, values[i] ?? '']));
-      state = { labels, counts: new Array<number>(this.#bounds.length + 1).fill(0), sum: 0, count: 0 };
+      state = { labels: labelsOf(this.#labelNames, values), counts: new Array<number>(this.#bounds.length + 1).fill(0), sum: 0, count: 0 };
       this.#series.set(key, state);
     }
     const s = state;

@@ -73,6 +73,11 @@ export function pyNumber(n: number): string {
   return `${sign}${digits.slice(0, decpt)}.${digits.slice(decpt)}`;
 }
 
+/** A list's brackets, or the args tuple's: `(1,)` for one element, as Python writes it. */
+function brackets(list: readonly Json[], asTuple: boolean): [open: string, close: string] {
+  return asTuple ? ['(', list.length === 1 ? ',)' : ')'] : ['[', ']'];
+}
+
 function* tokens(value: Json | undefined, level: number, asTuple = false): Generator<Token> {
   if (typeof value === 'string') {
     yield { kind: 'quoted', text: value };
@@ -83,8 +88,7 @@ function* tokens(value: Json | undefined, level: number, asTuple = false): Gener
   } else if (value === null || value === undefined) {
     yield { kind: 'text', text: 'None' };
   } else if (Array.isArray(value)) {
-    const open = asTuple ? '(' : '[';
-    const close = asTuple ? (value.length === 1 ? ',)' : ')') : ']';
+    const [open, close] = brackets(value, asTuple);
     if (level >= MAX_LEVELS) {
       yield { kind: 'text', text: `${open}...${close}` };
       return;
@@ -125,8 +129,7 @@ function direct(value: Json | undefined, level: number, asTuple: boolean, limit:
   if (typeof value === 'boolean') return value ? 'True' : 'False';
   if (value === null || value === undefined) return 'None';
   if (Array.isArray(value)) {
-    const open = asTuple ? '(' : '[';
-    const close = asTuple ? (value.length === 1 ? ',)' : ')') : ']';
+    const [open, close] = brackets(value, asTuple);
     if (level >= MAX_LEVELS) return `${open}...${close}`;
     let out = open;
     for (let i = 0; i < value.length; i += 1) {
@@ -139,10 +142,12 @@ function direct(value: Json | undefined, level: number, asTuple: boolean, limit:
   }
   if (level >= MAX_LEVELS) return '{...}';
   let out = '{';
+  let first = true;
   for (const key of Object.keys(value)) {
     const item = direct(value[key], level + 1, false, limit);
     if (item === null) return null;
-    out += `${out.length > 1 ? ', ' : ''}${quote(key, undefined)}: ${item}`;
+    out += `${first ? '' : ', '}${quote(key, undefined)}: ${item}`;
+    first = false;
     if (out.length >= limit) return null;
   }
   return out + '}';
