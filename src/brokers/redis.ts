@@ -100,7 +100,7 @@ export class RedisBroker implements Broker {
     this.#pollTimeoutSec = options.pollTimeoutSec ?? 1;
     this.#waitReplicas = options.waitReplicas ?? 0;
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 1000;
-    this.#client = withScripts(connectRedis(options.url, options.logger, { enableAutoPipelining: true }, this.#hooks));
+    this.#client = withScripts(connectRedis(options.url, options.logger, { enableAutoPipelining: false }, this.#hooks));
   }
 
   /** the command connection (tests and the restore use it) */
