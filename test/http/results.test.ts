@@ -108,6 +108,29 @@ describe('MAX_LONG_POLLS', () => {
       await gw.close();
     }
   });
+
+  it('a client that goes away ends its long-poll at once: the slot is free and the wait counts as aborted', async () => {
+    const gw = await startGateway({ env: { MAX_LONG_POLLS: '1' } });
+    try {
+      const { json } = await gw.post('/tasks/tasks.add', { args: [1, 2] });
+      const gone = new AbortController();
+      const abandoned = fetch(`${gw.base}/results/${json.id}?wait=30`, { signal: gone.signal }).catch((err: unknown) => err);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal((await gw.get(`/results/${json.id}?wait=0.1`)).status, 503, 'the slot is taken while the client waits');
+      gone.abort();
+      assert.equal(((await abandoned) as Error).name, 'AbortError');
+      let status = 0;
+      for (let i = 0; i < 50 && status !== 200; i += 1) {
+        await new Promise((r) => setTimeout(r, 20));
+        status = (await gw.get(`/results/${json.id}?wait=0.05`)).status;
+      }
+      assert.equal(status, 200, 'the slot is free again well before the 30 s wait');
+      const metrics = await (await fetch(`${gw.base}/metrics`)).text();
+      assert.match(metrics, /celery_gateway_result_waits_total\{outcome="aborted"\} 1\n/);
+    } finally {
+      await gw.close();
+    }
+  });
 });
 
 describe('GET /results/:id/events (Server-Sent Events)', () => {

@@ -59,28 +59,33 @@ export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (ap
   }, async (request, reply) => {
     const { id } = request.params;
     const waitMs = (request.query.wait ?? 0) * 1000;
-    const gone = new AbortController();
-    const onClose = (): void => gone.abort();
-    reply.raw.once('close', onClose);
-    try {
-      const signal = AbortSignal.any([gone.signal, shutdown]);
-      const release = waitMs > 0 ? claim() : undefined;
-      let meta;
+    let meta;
+    if (waitMs <= 0) {
+      meta = await waitForResult(backend, id, 0);
+    } else {
+      // Ends early when the client goes away or the gateway closes. One listener on the shutdown signal,
+      // removed after, rather than AbortSignal.any: that one keeps every composite signal (and all a
+      // wait's closures hold) reachable through WeakRefs, which survive scavenges, so each long-poll's
+      // garbage was promoted to the old generation and scavenges took ~8 ms here.
+      const release = claim();
+      const gone = new AbortController();
+      const abort = (): void => gone.abort();
+      reply.raw.once('close', abort);
+      shutdown.addEventListener('abort', abort, { once: true });
+      if (shutdown.aborted) gone.abort();
       try {
-        meta = await waitForResult(backend, id, waitMs, signal);
+        meta = await waitForResult(backend, id, waitMs, gone.signal);
       } finally {
-        if (release) {
-          release();
-          const outcome = meta && READY_STATES.has(meta.status) ? 'ready' : signal.aborted ? 'aborted' : 'timeout';
-          metrics?.resultWaits.inc({ outcome });
-        }
+        reply.raw.off('close', abort);
+        shutdown.removeEventListener('abort', abort);
+        release();
+        const outcome = meta && READY_STATES.has(meta.status) ? 'ready' : gone.signal.aborted ? 'aborted' : 'timeout';
+        metrics?.resultWaits.inc({ outcome });
       }
-      if (meta) return resultView(id, meta);
-      if (await backend.wasSubmitted(id)) return pendingView(id);
-      throw new GatewayError('GW_ERR_RESULT_NOT_FOUND', `no task ${id}: it was not submitted through this gateway (or its record expired) and the result backend has no result for it`);
-    } finally {
-      reply.raw.off('close', onClose);
     }
+    if (meta) return resultView(id, meta);
+    if (await backend.wasSubmitted(id)) return pendingView(id);
+    throw new GatewayError('GW_ERR_RESULT_NOT_FOUND', `no task ${id}: it was not submitted through this gateway (or its record expired) and the result backend has no result for it`);
   });
 
   app.get<{ Params: { id: string } }>('/results/:id/events', {
