@@ -15,7 +15,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -266,48 +265,21 @@ async function workerMemoryBench(): Promise<string[]> {
   return [`| memory: Node worker RSS across 200,000 tasks (Redis, -c 50) | **${late.toFixed(0)} MiB** at 160k-200k (median of 3 samples) | ${early.toFixed(0)} MiB at 40k-80k (${warm.toFixed(0)} MiB after the 20k warm-up) | ${(((late - early) / early) * 100).toFixed(1)}% growth (limit 10%) |`];
 }
 
-/**
- * One request on a kept-alive connection with node:http, as a lean client (curl, Go's net/http) makes
- * it. Node's fetch (undici) adds 0.5-1 ms per request of its own on this machine (p50 1.2-1.5 ms
- * against 0.3-1.0 ms for the same POST to the bare ceiling route), which would be measured as ours.
- */
-function httpJson(agent: Agent, port: number, method: string, path: string, body?: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method, agent, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => { text += chunk; });
-      res.on('end', () => { try { resolve(JSON.parse(text)); } catch (err) { reject(err); } });
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
 async function latencyBench(): Promise<string[]> {
   const env = { AUTH: 'none', CELERY_BROKER_URL: REDIS_URL, CELERY_RESULT_BACKEND: REDIS_URL, PORT: '18082', LOG_LEVEL: 'warn', CELERY_DEFAULT_QUEUE: 'bench-lat' };
   const gateway = await start('node', ['bin/celery-gateway.js', 'serve'], env, /listening on http/);
   const worker = await start('node', ['bin/celery-gateway.js', 'worker', '--tasks', 'bench/noop-tasks.ts', '-Q', 'bench-lat', '-c', '8'], env, /ready\./);
-  const times: number[] = [];
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  let ours: { p50: number; p99: number };
   try {
-    for (let i = 0; i < 1100; i += 1) {
-      const t0 = performance.now();
-      const { id } = (await httpJson(agent, 18082, 'POST', '/tasks/tasks.add', '{"args":[1,2]}')) as { id: string };
-      const got = (await httpJson(agent, 18082, 'GET', `/results/${id}?wait=10`)) as { result: number };
-      if (got.result !== 3) throw new Error(`bad result ${JSON.stringify(got)}`);
-      if (i >= 100) times.push(performance.now() - t0); // the first 100 warm up
-    }
+    const { stdout } = await run('node', ['--import', 'tsx', 'bench/latency-client.ts', '18082', '1000'], { cwd: ROOT });
+    ours = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { p50: number; p99: number };
   } finally {
-    agent.destroy();
     await stop(gateway);
     await stop(worker);
     await redis.flushdb();
   }
-  times.sort((a, b) => a - b);
-  const pct = (p: number) => (times[Math.floor((times.length - 1) * p)] ?? NaN).toFixed(2);
   const celery = await celeryRoundTrip();
-  return [`| latency: submit + long-poll, 1,000 sequential (gateway + Node worker, Redis; node:http keep-alive client) | **p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms** | Celery's own client, \`add.delay().get()\` with a Celery worker (prefork -c 2): p50 ${celery.p50.toFixed(2)} ms, p99 ${celery.p99.toFixed(2)} ms | |`];
+  return [`| latency: submit + long-poll, 1,000 sequential (gateway + Node worker, Redis; node:http keep-alive client) | **p50 ${ours.p50.toFixed(2)} ms, p99 ${ours.p99.toFixed(2)} ms** | Celery's own client, \`add.delay().get()\` with a Celery worker (prefork -c 2): p50 ${celery.p50.toFixed(2)} ms, p99 ${celery.p99.toFixed(2)} ms | |`];
 }
 
 /** Celery's client round trip against a Celery worker on the same Redis (bench/celery_roundtrip.py). */
