@@ -64,9 +64,9 @@ export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (ap
       meta = await waitForResult(backend, id, 0);
     } else {
       // Ends early when the client goes away or the gateway closes. One listener on the shutdown signal,
-      // removed after, rather than AbortSignal.any: that one keeps every composite signal (and all a
-      // wait's closures hold) reachable through WeakRefs, which survive scavenges, so each long-poll's
-      // garbage was promoted to the old generation and scavenges took ~8 ms here.
+      // removed after, rather than AbortSignal.any: that one ties every composite signal (and all a
+      // wait's closures hold) to the shutdown signal through WeakRefs, which scavenges treat as strong,
+      // so each long-poll's garbage was promoted to the old generation.
       const release = claim();
       const gone = new AbortController();
       const abort = (): void => gone.abort();
