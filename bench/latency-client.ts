@@ -1,14 +1,15 @@
 /**
  * The Node side of the latency benchmark, in its own process as Celery's client is in its own
  * (bench/celery_roundtrip.py): the benchmark harness's heap and timers stay out of the figures.
- * `node --import tsx bench/latency-client.ts <port> <round trips>`: submits tasks.add(1, 2), long-polls
- * its result, one round trip at a time over one kept-alive connection, after 100 warm-up trips; prints
- * {"p50": ms, "p99": ms} on its last line.
+ * `node --import tsx bench/latency-client.ts <port> <round trips> <warm-up trips>`: submits tasks.add(1, 2),
+ * long-polls its result, one round trip at a time over one kept-alive connection, after the warm-up
+ * trips; prints {"p50": ms, "p99": ms} on its last line.
  */
 import { Agent, request } from 'node:http';
 
 const port = Number(process.argv[2] ?? 18082);
 const count = Number(process.argv[3] ?? 1000);
+const warmup = Number(process.argv[4] ?? 1000);
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
 
 /**
@@ -30,12 +31,12 @@ function httpJson(method: string, path: string, body?: string): Promise<unknown>
 }
 
 const times: number[] = [];
-for (let i = 0; i < count + 100; i += 1) {
+for (let i = 0; i < warmup + count; i += 1) {
   const t0 = performance.now();
   const { id } = (await httpJson('POST', '/tasks/tasks.add', '{"args":[1,2]}')) as { id: string };
   const got = (await httpJson('GET', `/results/${id}?wait=10`)) as { result: number };
   if (got.result !== 3) throw new Error(`bad result ${JSON.stringify(got)}`);
-  if (i >= 100) times.push(performance.now() - t0); // the first 100 warm up
+  if (i >= warmup) times.push(performance.now() - t0);
 }
 agent.destroy();
 times.sort((a, b) => a - b);

@@ -35,6 +35,12 @@ const INTEROP = process.env['INTEROP_DIR'] ?? fileURLToPath(new URL('../../share
 const REPEATS = Number(process.env['BENCH_REPEATS'] ?? 3);
 const TASKS = Number(process.env['BENCH_TASKS'] ?? 20_000);
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 10);
+/**
+ * Round trips before the 1,000 measured ones, for both clients. A Node process's first ~2,000
+ * tasks promote its JIT's and caches' start-up allocations (1.5-2.3 MB per scavenge, 5-8 ms pauses,
+ * then ~0.1 MB and 1-2 ms once warm); 100 trips measured that start-up, not the steady state.
+ */
+const LATENCY_WARMUP = Number(process.env['BENCH_LATENCY_WARMUP'] ?? 2000);
 const run = promisify(execFile);
 const redis = new Redis(REDIS_URL);
 
@@ -276,7 +282,7 @@ async function latencyBench(): Promise<string[]> {
   const worker = await start('node', ['bin/celery-gateway.js', 'worker', '--tasks', 'bench/noop-tasks.ts', '-Q', 'bench-lat', '-c', '8'], env, /ready\./);
   let ours: { p50: number; p99: number };
   try {
-    const { stdout } = await run('node', ['--import', 'tsx', 'bench/latency-client.ts', '18082', '1000'], { cwd: ROOT });
+    const { stdout } = await run('node', ['--import', 'tsx', 'bench/latency-client.ts', '18082', '1000', String(LATENCY_WARMUP)], { cwd: ROOT });
     ours = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { p50: number; p99: number };
   } finally {
     await stop(gateway);
@@ -294,7 +300,7 @@ async function celeryRoundTrip(): Promise<{ p50: number; p99: number }> {
   const worker = await start('/usr/bin/python3', ['-m', 'celery', '-A', 'tasks', 'worker', '-P', 'prefork', '-c', '2', '-Q', queue, '-l', 'INFO',
     '--without-mingle', '--without-gossip', '--without-heartbeat', '-n', `bench-lat-${randomUUID().slice(0, 6)}@bench`], env, /ready\./, INTEROP);
   try {
-    const { stdout } = await run('/usr/bin/python3', [`${ROOT}bench/celery_roundtrip.py`, '1000', queue], { cwd: INTEROP, env: { ...process.env, ...env, PYTHONPATH: INTEROP } });
+    const { stdout } = await run('/usr/bin/python3', [`${ROOT}bench/celery_roundtrip.py`, '1000', queue, String(LATENCY_WARMUP)], { cwd: INTEROP, env: { ...process.env, ...env, PYTHONPATH: INTEROP } });
     return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { p50: number; p99: number };
   } finally {
     await stop(worker);
