@@ -7,7 +7,7 @@
  *            or one confirmed publish (RabbitMQ)
  *   worker   no-op tasks with results stored on Redis, 20,000 tasks, Redis and RabbitMQ brokers: our Node
  *            worker vs Celery 5.2.6 prefork -c 2, and (Redis) vs a BullMQ worker, concurrency 50
- *   latency  submit + long-poll, 1,000 sequential round trips through gateway + Node worker, vs Celery's
+ *   latency  submit + long-poll, 1,000 sequential round trips (after 2,000 warm-up) through gateway + Node worker, vs Celery's
  *            own client round trip (`add.delay().get()`) against a Celery worker
  *   memory   gateway RSS under the submit load; Node worker RSS across 200,000 tasks
  * Arguments pick parts: `npm run bench -- submit amqp`, `npm run bench -- latency`.
@@ -290,7 +290,7 @@ async function latencyBench(): Promise<string[]> {
     await redis.flushdb();
   }
   const celery = await celeryRoundTrip();
-  return [`| latency: submit + long-poll, 1,000 sequential (gateway + Node worker, Redis; node:http keep-alive client) | **p50 ${ours.p50.toFixed(2)} ms, p99 ${ours.p99.toFixed(2)} ms** | Celery's own client, \`add.delay().get()\` with a Celery worker (prefork -c 2): p50 ${celery.p50.toFixed(2)} ms, p99 ${celery.p99.toFixed(2)} ms | |`];
+  return [`| latency: submit + long-poll, 1,000 sequential after ${LATENCY_WARMUP.toLocaleString('en-US')} warm-up (gateway + Node worker, Redis; node:http keep-alive client) | **p50 ${ours.p50.toFixed(2)} ms, p99 ${ours.p99.toFixed(2)} ms** | Celery's own client, \`add.delay().get()\` with a Celery worker (prefork -c 2): p50 ${celery.p50.toFixed(2)} ms, p99 ${celery.p99.toFixed(2)} ms | |`];
 }
 
 /** Celery's client round trip against a Celery worker on the same Redis (bench/celery_roundtrip.py). */
