@@ -1,6 +1,7 @@
 """Celery's own client round trip, for the latency comparison: `add.delay(1, 2).get()` W+N times
-against a real Celery worker; prints {"p50": ms, "p99": ms} over the last N (argv: N, queue, W). Run by bench/run.ts with
-the interop app (tasks.py) on PYTHONPATH and CELERY_BROKER_URL / CELERY_RESULT_BACKEND set."""
+against a real Celery worker; prints {"p50": ms, "p99": ms} over the last N (argv: N, queue, W).
+Run by bench/run.ts with the interop app (tasks.py) on PYTHONPATH and CELERY_BROKER_URL /
+CELERY_RESULT_BACKEND set."""
 import json
 import sys
 import time
@@ -8,7 +9,7 @@ import time
 from tasks import add
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-warmup = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+warmup = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
 times = []
 for i in range(warmup + n):
     t0 = time.perf_counter()

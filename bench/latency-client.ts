@@ -9,7 +9,7 @@ import { Agent, request } from 'node:http';
 
 const port = Number(process.argv[2] ?? 18082);
 const count = Number(process.argv[3] ?? 1000);
-const warmup = Number(process.argv[4] ?? 1000);
+const warmup = Number(process.argv[4] ?? 2000);
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
 
 /**

@@ -48,7 +48,7 @@ const logger = pino({ level: 'warn' });
 const broker = new RedisBroker({ url: URL, logger });
 const backend = new RedisBackend({ url: URL, logger });
 const registry = new TaskRegistry().register('tasks.add', { handler: (x: unknown, y: unknown) => Number(x) + Number(y), trackStarted: process.env['TRACK_STARTED'] !== '0' });
-const state = new RedisState(connectRedis(URL, logger, { enableAutoPipelining: false }));
+const state = new RedisState(connectRedis(URL, logger));
 const revoked = new RevokedCache(state, 3600);
 await revoked.start();
 const worker = new Worker({

@@ -112,7 +112,7 @@ export function createSharedState(config: Config, logger: Logger): { state: Shar
   if (!url) return { state: new MemoryState() };
   const log = logger.child({ component: 'shared-state' });
   return {
-    state: new RedisState(connectRedis(url, log, { enableAutoPipelining: false })),
+    state: new RedisState(connectRedis(url, log)),
     rateLimitRedis: connectRedis(url, log, { enableOfflineQueue: true, maxRetriesPerRequest: 1, lazyConnect: true }),
   };
 }

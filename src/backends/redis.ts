@@ -111,7 +111,7 @@ export class RedisBackend implements ResultBackend {
     this.#log = options.logger;
     this.#resultTtlSec = options.resultTtlSec ?? 86400;
     this.#submittedTtlSec = options.submittedTtlSec ?? 86400;
-    const client = connectRedis(options.url, options.logger, { enableAutoPipelining: false }, this.#hooks);
+    const client = connectRedis(options.url, options.logger, {}, this.#hooks);
     client.defineCommand('gwStore', { numberOfKeys: 1, lua: STORE });
     client.defineCommand('gwStoreMany', { lua: STORE_MANY });
     this.#client = client as ScriptedRedis;

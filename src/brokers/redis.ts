@@ -100,7 +100,7 @@ export class RedisBroker implements Broker {
     this.#pollTimeoutSec = options.pollTimeoutSec ?? 1;
     this.#waitReplicas = options.waitReplicas ?? 0;
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 1000;
-    this.#client = withScripts(connectRedis(options.url, options.logger, { enableAutoPipelining: false }, this.#hooks));
+    this.#client = withScripts(connectRedis(options.url, options.logger, {}, this.#hooks));
   }
 
   /** the command connection (tests and the restore use it) */
@@ -250,7 +250,7 @@ export class RedisBroker implements Broker {
 
   async consume(options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<Subscription> {
     await whenReady(this.#client, CODE).catch((err: unknown) => { throw unavailable(err, CODE); });
-    const blocking = withScripts(connectRedis(this.#url, this.#log, { enableAutoPipelining: false, enableOfflineQueue: true, maxRetriesPerRequest: null }, this.#hooks));
+    const blocking = withScripts(connectRedis(this.#url, this.#log, { enableOfflineQueue: true, maxRetriesPerRequest: null }, this.#hooks));
     await whenReady(blocking, CODE).catch((err: unknown) => {
       blocking.disconnect();
       throw unavailable(err, CODE);

@@ -13,6 +13,7 @@ import { RedisBroker, UNACKED, UNACKED_INDEX } from '../../src/brokers/redis.ts'
 import { buildMeta } from '../../src/protocol/result-meta.ts';
 import { buildTaskMessage } from '../../src/protocol/message.ts';
 import { TickBatcher } from '../../src/redis/batch.ts';
+import { connectRedis } from '../../src/redis/connection.ts';
 import { waitForResult } from '../../src/backends/wait.ts';
 import { silentLogger } from '../support/app.ts';
 import { takeDeliveries } from '../support/consume.ts';
@@ -58,13 +59,13 @@ describe('batched Redis writes', { skip }, () => {
   });
 
   it('command connections do not use ioredis auto-pipelining (its Pipeline objects cost every long-lived process ~8 ms scavenges)', () => {
-    // ioredis's Pipeline gives each instance its own `length` accessor, so each pipeline gets a new hidden
-    // class in the old generation that points back at it: every pipeline, and every command, reply and
-    // callback it holds, survives the scavenges until a full GC. Measured on the gateway under sequential
-    // submit + long-poll: ~20 KB promoted per round trip, scavenges of 6-10 ms instead of ~2 ms. Our own
-    // TickBatchers already coalesce the writes that matter (LPUSH, HSET, STORE_MANY, ACK).
+    // why: see connectRedis. Measured on the gateway under sequential submit + long-poll: ~20 KB promoted
+    // per round trip, scavenges of 6-10 ms instead of ~2 ms.
     assert.equal(broker.client.options.enableAutoPipelining, false);
     assert.equal(backend.client.options.enableAutoPipelining, false);
+    const plain = connectRedis(URL, undefined, { lazyConnect: true });
+    assert.equal(plain.options.enableAutoPipelining, false, 'every connection connectRedis makes (shared state, blocking consumers)');
+    plain.disconnect();
   });
 
   it('stores of one turn: all written, a stored SUCCESS (ours or Celery\'s, any key order) kept', async () => {

@@ -61,7 +61,7 @@ export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (ap
     const waitMs = (request.query.wait ?? 0) * 1000;
     let meta;
     if (waitMs <= 0) {
-      meta = await waitForResult(backend, id, 0);
+      meta = await backend.get(id);
     } else {
       // Ends early when the client goes away or the gateway closes. One listener on the shutdown signal,
       // removed after, rather than AbortSignal.any: that one ties every composite signal (and all a
