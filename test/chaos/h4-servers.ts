@@ -50,6 +50,14 @@ export interface SentinelSetup {
   master: Proc;
   /** start redis-server on the old master's port again (the sentinels make it a replica of the new master) */
   restartOldMaster(): Proc;
+  /**
+   * Wait until every sentinel names `port` as the master. Call it before restarting an old master: a
+   * sentinel that has not yet heard of the failover sees the restarted old master as its sane master and
+   * turns the promoted replica back into its replica (Sentinel's `+convert-to-slave`), undoing the failover.
+   */
+  sentinelsAgreeOn(port: number, timeoutMs?: number): Promise<void>;
+  /** the tail of every server's output, for a failure message */
+  logs(): string;
   replica: Proc;
   sentinels: Proc[];
   masterName: string;
@@ -83,6 +91,22 @@ export async function startSentinelSetup(opts: { masterPort: number; replicaPort
       extra.push(master);
       return master;
     },
+    sentinelsAgreeOn: async (port, timeoutMs = 20_000) => {
+      for (const sentinelPort of opts.sentinelPorts) {
+        await until(`sentinel ${sentinelPort} to name ${port} as the master`, async () => {
+          const c = new Redis({ port: sentinelPort, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+          c.on('error', () => {});
+          try {
+            await c.connect();
+            const addr = (await c.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', opts.masterName)) as string[] | null;
+            return addr?.[1] === String(port);
+          } finally {
+            c.disconnect();
+          }
+        }, timeoutMs, 100);
+      }
+    },
+    logs: () => [setup.master, replica, ...extra, ...sentinels].map((p) => p.output().slice(-1500)).join('\n---\n'),
     url: `${opts.sentinelPorts.map((p) => `sentinel://127.0.0.1:${p}`).join(';')}/0`,
     stop: async () => {
       await Promise.all([setup.master, replica, ...sentinels, ...extra].map((p) => p.kill('SIGKILL')));
@@ -117,7 +141,7 @@ export async function startSentinelSetup(opts: { masterPort: number; replicaPort
       }, 20_000, 200);
     }
   } catch (err) {
-    const logs = [master, replica, ...sentinels].map((p) => p.output().slice(-1500)).join('\n---\n');
+    const logs = setup.logs();
     await setup.stop();
     throw new Error(`${(err as Error).message}\n${logs}`);
   }

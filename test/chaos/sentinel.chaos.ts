@@ -92,12 +92,12 @@ function assertOnlyGap(run: Run, codes: Set<string>): void {
 }
 
 /** Accepted tasks whose SUCCESS is not on `port` after `timeoutMs`. */
-async function withoutSuccess(port: number, accepted: Attempt[], base: number, timeoutMs: number): Promise<Attempt[]> {
+async function withoutSuccess(port: number, accepted: Attempt[], base: number, timeoutMs: number, logs: () => string): Promise<Attempt[]> {
   const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 1 });
   client.on('error', () => {});
   try {
     await client.connect();
-    assert.match(await client.info('replication'), /role:master/, `the sentinels promoted ${port}`);
+    assert.match(await client.info('replication'), /role:master/, `the sentinels promoted ${port}\n${logs()}`);
     const keys = accepted.map((a) => `celery-task-meta-${a.id}`);
     let missing: Attempt[] = accepted;
     const deadline = Date.now() + timeoutMs;
@@ -168,6 +168,8 @@ describe('Redis Sentinel failover', { skip, timeout: 90_000 }, () => {
         const a = attempts.at(-1);
         return a && a.at > killedAt && a.code === 'GW_ERR_BROKER_NOT_REPLICATED' ? Date.now() : undefined;
       }, 30_000, 50);
+      // as a supervisor would restart it, once the failover is complete (see sentinelsAgreeOn)
+      await setup.sentinelsAgreeOn(REPLICA);
       setup.restartOldMaster();
       return promotedAt;
     });
@@ -179,7 +181,7 @@ describe('Redis Sentinel failover', { skip, timeout: 90_000 }, () => {
     assert.ok(count('GW_ERR_BROKER_UNAVAILABLE') > 0, 'no master for a while: GW_ERR_BROKER_UNAVAILABLE');
     assert.ok(run.recoveredAt - run.killedAt < 40_000, `recovered within 40 s (${run.recoveredAt - run.killedAt} ms)`);
 
-    const missing = await withoutSuccess(REPLICA, run.accepted, 1000, 30_000);
+    const missing = await withoutSuccess(REPLICA, run.accepted, 1000, 30_000, setup.logs);
     assert.deepEqual(missing.map((a) => a.i), [], `accepted without SUCCESS: ${missing.length}\n${worker?.output().slice(-2000)}`);
     // GET /results through the gateway (its backend follows the master too)
     const sample = run.accepted.at(-1)!;
@@ -192,6 +194,7 @@ describe('Redis Sentinel failover', { skip, timeout: 90_000 }, () => {
   it('WAIT off: recovery at the promotion, a loss can only hit what was accepted just before the kill', async () => {
     const gw = await gatewayOn(false);
     // the master is now REPLICA's port and the restarted old master its replica
+    await setup.sentinelsAgreeOn(REPLICA);
     const master: Proc = setup.replica;
     const run = await failoverUnderLoad(gw, 5000, async (_attempts, killedAt) => {
       await master.kill('SIGKILL');
@@ -211,7 +214,7 @@ describe('Redis Sentinel failover', { skip, timeout: 90_000 }, () => {
     assertOnlyGap(run, new Set(['GW_ERR_BROKER_UNAVAILABLE']));
     // no replica needed: accepting again within a few seconds of the promotion
     assert.ok(run.recoveredAt - run.promotedAt < 10_000, `recovered ${run.recoveredAt - run.promotedAt} ms after the promotion`);
-    const missing = await withoutSuccess(MASTER, run.accepted, 5000, 30_000);
+    const missing = await withoutSuccess(MASTER, run.accepted, 5000, 30_000, setup.logs);
     console.log(`# sentinel failover, WAIT off: ${missing.length} accepted task(s) lost with the master`);
     for (const a of missing) {
       assert.ok(a.at <= run.killedAt && run.killedAt - a.at < 1000, `a lost 202 (task ${a.i}) was accepted within 1 s before the kill`);
