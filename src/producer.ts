@@ -3,7 +3,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Broker } from './brokers/broker.ts';
+import type { Broker, Route } from './brokers/broker.ts';
 import type { ResultBackend } from './backends/backend.ts';
 import { buildTaskMessage, celeryOrigin, type TaskCall } from './protocol/message.ts';
 import type { Json, JsonObject } from './protocol/types.ts';
@@ -16,6 +16,8 @@ export interface SendRequest {
   args?: Json[];
   kwargs?: JsonObject;
   options?: TaskOptions;
+  /** told where the message will go (after task_routes); throws to refuse it, with nothing published */
+  authorize?: ((route: Route) => void) | undefined;
 }
 
 export interface SentTask {
@@ -75,6 +77,7 @@ export class Producer {
     const now = this.#now();
     const options = this.#routes.length > 0 ? applyRoutes(this.#routes, request.task, request.options ?? {}) : (request.options ?? {});
     const resolved = resolveOptions(options, this.#defaultQueue, now);
+    request.authorize?.(resolved.route);
     const id = options.task_id ?? randomUUID();
     const call: TaskCall = {
       task: request.task,

@@ -3,6 +3,7 @@
  * allowlists of task-name globs and queues. Pure.
  */
 import { createHash } from 'node:crypto';
+import type { Route } from '../brokers/broker.ts';
 import { GatewayError } from '../errors.ts';
 
 export const SCOPES = ['submit', 'read', 'revoke', 'admin'] as const;
@@ -112,4 +113,22 @@ export function mayRunTask(key: ApiKey, task: string): boolean {
 
 export function mayUseQueue(key: ApiKey, queue: string): boolean {
   return !key.queues || key.queues.has(queue);
+}
+
+/**
+ * Refuse (GW_ERR_FORBIDDEN) a publish outside the key's queue allowlist. `route` is where the message
+ * really goes, after task_routes and registry queues; through an exchange its bindings choose the
+ * queue, which a queue allowlist cannot check, so a key with one may not publish through an exchange.
+ */
+export function assertMayPublish(key: ApiKey, route: Route): void {
+  if (!key.queues) return;
+  if (route.exchange) {
+    throw new GatewayError('GW_ERR_FORBIDDEN', `API key ${key.name} has a queue allowlist and may not publish through exchange ${route.exchange}`);
+  }
+  if (!key.queues.has(route.queue)) throw new GatewayError('GW_ERR_FORBIDDEN', `API key ${key.name} may not publish to queue ${route.queue}`);
+}
+
+/** The producer's `authorize` for a request's key: none without a key or a queue allowlist. */
+export function publishCheck(key: ApiKey | undefined): ((route: Route) => void) | undefined {
+  return key?.queues ? (route) => assertMayPublish(key, route) : undefined;
 }

@@ -154,7 +154,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // attached when it is added)
   await app.register(metricsPlugin, { metrics });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  if (deps.keys) await app.register(authPlugin, { keys: deps.keys, defaultQueue: deps.config.defaultQueue });
+  if (deps.keys) await app.register(authPlugin, { keys: deps.keys });
   const defaultLimit = deps.config.rateLimitPerMinute;
   if (defaultLimit > 0 || deps.keys?.hasRateLimits) {
     await app.register(rateLimit, {

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { hashKey, KeyRing, parseApiKeys } from '../../src/auth/keys.ts';
 import { MemoryBroker } from '../../src/brokers/memory.ts';
+import { parseTaskRoutes } from '../../src/routing.ts';
 import { RedisState, type SharedState, MemoryState } from '../../src/state/shared-state.ts';
 import { startGateway, type TestGateway } from '../support/app.ts';
 import { redisGate } from '../support/python.ts';
@@ -53,6 +54,36 @@ describe('API keys', () => {
     assert.match(queue.json.message, /queue hipri/);
     const flower = await gw.post('/api/task/async-apply/tasks.add', { args: [1, 2], queue: 'hipri' }, bearer(SUBMITTER));
     assert.equal(flower.status, 403);
+  });
+
+  it('checks the queue a submission is routed to, not only the one it names', async () => {
+    // CELERY_TASK_ROUTES (and registry queues) route reports.* to a queue outside the key's allowlist
+    const routed = await startGateway({ keys, routes: parseTaskRoutes('{"reports.secret": {"queue": "hipri"}, "reports.fanout": {"exchange": "fan", "routing_key": "x"}}') });
+    try {
+      const viaRoute = await routed.post('/tasks/reports.secret', { args: [] }, bearer(SUBMITTER));
+      assert.equal(viaRoute.status, 403);
+      assert.equal(viaRoute.json.code, 'GW_ERR_FORBIDDEN');
+      assert.match(viaRoute.json.message, /queue hipri/);
+      const flower = await routed.post('/api/task/async-apply/reports.secret', { args: [] }, bearer(SUBMITTER));
+      assert.equal(flower.status, 403);
+      // an exchange's bindings decide the queue: a key with a queue allowlist cannot publish through one
+      const viaExchange = await routed.post('/tasks/tasks.add', { args: [1, 2], options: { exchange: 'amq.direct', routing_key: 'hipri' } }, bearer(SUBMITTER));
+      assert.equal(viaExchange.status, 403);
+      assert.match(viaExchange.json.message, /exchange amq\.direct/);
+      assert.equal((await routed.post('/tasks/reports.fanout', { args: [] }, bearer(SUBMITTER))).status, 403);
+      assert.equal(await routed.broker.queueLength('hipri'), 0);
+      // naming an allowed queue overrides the route (Celery's precedence), and is allowed
+      const own = await routed.post('/tasks/reports.secret', { args: [], options: { queue: 'reports' } }, bearer(SUBMITTER));
+      assert.equal(own.status, 202);
+      assert.equal(own.json.queue, 'reports');
+      // a key without a queue allowlist follows the routes
+      const admin = await routed.post('/tasks/reports.secret', { args: [] }, bearer(ADMIN));
+      assert.equal(admin.status, 202);
+      assert.equal(admin.json.queue, 'hipri');
+      assert.equal(await routed.broker.queueLength('hipri'), 1);
+    } finally {
+      await routed.close();
+    }
   });
 
   it('a valid key reads results; health and OpenAPI stay public', async () => {

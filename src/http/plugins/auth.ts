@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { hasScope, mayRunTask, mayUseQueue, type ApiKey, type KeyRing, type Scope } from '../../auth/keys.ts';
+import { hasScope, mayRunTask, type ApiKey, type KeyRing, type Scope } from '../../auth/keys.ts';
 import { GatewayError } from '../../errors.ts';
 
 declare module 'fastify' {
@@ -47,15 +47,7 @@ function isPublic(request: FastifyRequest): boolean {
   return url === undefined || PUBLIC.has(routeKey(request)) || url.startsWith('/docs');
 }
 
-/** The task name and queue a submission targets, for the allowlists. */
-function submissionTarget(request: FastifyRequest, defaultQueue: string): { task?: string; queue: string } {
-  const params = (request.params ?? {}) as { name?: string };
-  const body = (request.body ?? {}) as { options?: { queue?: unknown }; queue?: unknown };
-  const queue = body.options?.queue ?? body.queue;
-  return { ...(params.name !== undefined ? { task: params.name } : {}), queue: typeof queue === 'string' ? queue : defaultQueue };
-}
-
-const plugin: FastifyPluginAsync<{ keys: KeyRing; defaultQueue: string }> = async (app, { keys, defaultQueue }) => {
+const plugin: FastifyPluginAsync<{ keys: KeyRing }> = async (app, { keys }) => {
   app.addHook('onRequest', async (request) => {
     if (isPublic(request)) return;
     const header = request.headers.authorization;
@@ -67,16 +59,16 @@ const plugin: FastifyPluginAsync<{ keys: KeyRing; defaultQueue: string }> = asyn
     request.apiKey = key;
   });
 
-  // The body is parsed by now: check what a submission targets against the key's allowlists.
+  // The task-name allowlist. The queue allowlist is checked by the producer, on the route a submission
+  // really takes (its own queue or exchange, else task_routes / registry queues): see assertMayPublish.
   app.addHook('preHandler', async (request) => {
     const key = request.apiKey;
     if (!key || (!key.tasks && !key.queues) || ROUTE_SCOPES[routeKey(request)] !== 'submit') return;
     if (request.routeOptions.url === '/workflows') {
       throw new GatewayError('GW_ERR_FORBIDDEN', `API key ${key.name} has task or queue allowlists, which workflows do not support yet`);
     }
-    const { task, queue } = submissionTarget(request, defaultQueue);
+    const task = (request.params as { name?: string } | undefined)?.name;
     if (task !== undefined && !mayRunTask(key, task)) throw new GatewayError('GW_ERR_FORBIDDEN', `API key ${key.name} may not submit ${task}`);
-    if (!mayUseQueue(key, queue)) throw new GatewayError('GW_ERR_FORBIDDEN', `API key ${key.name} may not publish to queue ${queue}`);
   });
 };
 

@@ -4,6 +4,7 @@
  * gateway's JSON error shape.
  */
 import type { FastifyPluginAsync } from 'fastify';
+import { publishCheck, type ApiKey } from '../../auth/keys.ts';
 import type { ResultBackend } from '../../backends/backend.ts';
 import { waitForResult } from '../../backends/wait.ts';
 import type { Producer } from '../../producer.ts';
@@ -64,10 +65,10 @@ function flowerResult(meta: ResultMeta): { result: Json; traceback?: string | nu
 
 export const flowerRoutes: FastifyPluginAsync<FlowerRoutesOptions> = async (app, { producer, backend, maxWaitSeconds, queueLength, guard }) => {
   const nameParams = { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: TASK_NAME_PATTERN } } } as const;
-  const send = async (name: string, body: FlowerBody | undefined) => {
+  const send = async (name: string, body: FlowerBody | undefined, key: ApiKey | undefined) => {
     const b = body ?? {};
     guard.call(name, b.args, b.kwargs, { args: '/args', kwargs: '/kwargs' });
-    return producer.send({ task: name, args: b.args ?? [], kwargs: b.kwargs ?? {}, options: toOptions(b) });
+    return producer.send({ task: name, args: b.args ?? [], kwargs: b.kwargs ?? {}, options: toOptions(b), authorize: publishCheck(key) });
   };
 
   for (const [path, summary] of [['/api/task/async-apply/:name', 'Flower: execute a task'], ['/api/task/send-task/:name', 'Flower: execute a task by name']] as const) {
@@ -75,7 +76,7 @@ export const flowerRoutes: FastifyPluginAsync<FlowerRoutesOptions> = async (app,
       schema: { summary, tags: ['flower'], params: nameParams, body: flowerBodySchema, response: { 200: submitted, ...errorResponses(400, 413, 415, 503) } },
       preValidation: bodyOrEmpty,
     }, async (request) => {
-      const sent = await send(request.params.name, request.body);
+      const sent = await send(request.params.name, request.body, request.apiKey);
       return { 'task-id': sent.id, state: States.PENDING };
     });
   }
@@ -88,7 +89,7 @@ export const flowerRoutes: FastifyPluginAsync<FlowerRoutesOptions> = async (app,
     },
     preValidation: bodyOrEmpty,
   }, async (request) => {
-    const sent = await send(request.params.name, request.body);
+    const sent = await send(request.params.name, request.body, request.apiKey);
     const meta = await waitForResult(backend, sent.id, maxWaitSeconds * 1000);
     if (!meta) return { 'task-id': sent.id, state: States.PENDING, result: null };
     return { 'task-id': sent.id, state: meta.status, ...flowerResult(meta) };

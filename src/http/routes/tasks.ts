@@ -3,6 +3,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
+import { publishCheck } from '../../auth/keys.ts';
 import { buildSignature } from '../../canvas/compile.ts';
 import { parseLinkOption, type SpecNode } from '../../canvas/spec.ts';
 import { GatewayError, isGatewayError } from '../../errors.ts';
@@ -70,6 +71,7 @@ export const tasksRoutes: FastifyPluginAsync<{ producer: Producer; guard: Submit
     }
     const sent = await producer.send({
       task: request.params.name,
+      authorize: publishCheck(key),
       ...(body.args !== undefined ? { args: body.args } : {}),
       ...(body.kwargs !== undefined ? { kwargs: body.kwargs } : {}),
       ...(body.options !== undefined ? { options } : {}),
