@@ -19,7 +19,7 @@ import { loadConfig, SETTINGS, type Config } from './config.ts';
 import { GatewayError } from './errors.ts';
 import { buildApp } from './http/app.ts';
 import { GatewayMetrics } from './http/metrics.ts';
-import { loadTaskRegistry } from './http/task-registry.ts';
+import { loadTaskRegistry, publishRoutes } from './http/task-registry.ts';
 import { createLogger } from './log.ts';
 import { banner } from './worker/banner.ts';
 import { loadTaskModule } from './worker/registry.ts';
@@ -152,8 +152,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   });
   const logger = createLogger(config.logLevel);
   const serving = command === 'serve' || command === 'dev';
-  // the task registry first: a bad schema file stops start-up before anything connects
-  const taskRegistry = serving ? loadTaskRegistry(config) : undefined;
+  // the task registry first: a bad schema file stops start-up before anything connects. Its queues
+  // route what the gateway and beat publish.
+  const taskRegistry = command === 'worker' ? undefined : loadTaskRegistry(config);
   // the gateway's /metrics; the adapters count their reconnects into it
   const metrics = serving ? new GatewayMetrics() : undefined;
   const broker = createBroker(config, logger, metrics ? { onReconnect: () => metrics.brokerReconnects.inc({ transport: broker.kind }) } : {});
@@ -183,7 +184,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     closers.push(async () => { await worker.close(); revoked.close(); });
   }
   if (command === 'beat' || command === 'dev') {
-    const beat = await startBeatCommand(command, values, { broker, backend, config, logger, replyTo, routes, schedules: schedules as ScheduleStore });
+    const beat = await startBeatCommand(command, values, { broker, backend, config, logger, replyTo, routes: publishRoutes(taskRegistry, routes), schedules: schedules as ScheduleStore });
     closers.push(() => beat.close());
   }
   if (command === 'serve' || command === 'dev') {

@@ -37,7 +37,7 @@ import type { WorkflowLimits } from '../canvas/spec.ts';
 import { errorResponses, errorSchema } from './schemas.ts';
 import { openapiInfo } from './openapi-info.ts';
 import { SubmitGuard } from './submit-guard.ts';
-import { registryOpenapi, type TaskRegistry } from './task-registry.ts';
+import { publishRoutes, registryOpenapi, type TaskRegistry } from './task-registry.ts';
 
 export interface AppDeps {
   broker: Broker;
@@ -186,8 +186,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logger: deps.logger,
     ...(deps.now ? { now: deps.now } : {}),
     ...(deps.replyTo ? { replyTo: deps.replyTo } : {}),
-    // a registry entry's queue is a route for that exact name, before CELERY_TASK_ROUTES
-    routes: [...(registry?.routes() ?? []), ...(deps.routes ?? [])],
+    routes: publishRoutes(registry, deps.routes),
     onPublished: (seconds, ok) => (ok ? published : publishFailed).observe(seconds),
   });
   const guard = new SubmitGuard({ registry, ...(deps.config.maxArgsBytes !== undefined ? { maxArgsBytes: deps.config.maxArgsBytes } : {}) });

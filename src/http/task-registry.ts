@@ -187,6 +187,11 @@ function invalid(task: string, part: 'args' | 'kwargs', base: CallLocation['args
   });
 }
 
+/** What the gateway and beat publish by: a registry entry's queue routes that exact name, before CELERY_TASK_ROUTES. */
+export function publishRoutes(registry: TaskRegistry | undefined, taskRoutes: readonly TaskRoute[] = []): TaskRoute[] {
+  return [...(registry?.routes() ?? []), ...taskRoutes];
+}
+
 /** The registry named by TASK_REGISTRY_FILE, or undefined when none is configured. */
 export function loadTaskRegistry(config: { taskRegistryFile: string; taskRegistryStrict: boolean }): TaskRegistry | undefined {
   const file = config.taskRegistryFile;

@@ -87,3 +87,41 @@ describe('serve + worker as separate processes on Redis (the README commands)', 
     }
   });
 });
+
+describe('beat routes by CELERY_TASK_ROUTES and the task registry, like the gateway', { skip: await redisGate('redis://127.0.0.1:6379/8') }, () => {
+  it('a schedule entry without a queue goes to its registry queue; one matching a route to the routed queue', async () => {
+    const { writeFile, mkdtemp } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const { Redis } = await import('ioredis');
+    const dir = await mkdtemp(join(tmpdir(), 'cgw-beat-routes-'));
+    const q = (what: string) => `cli-beat-${what}-${process.pid}`;
+    await writeFile(join(dir, 'schedule.json'), JSON.stringify({
+      add: { task: 'tasks.add', args: [1, 2], every: '1s' },
+      report: { task: 'reports.daily', every: '1s' },
+      plain: { task: 'tasks.other', every: '1s' },
+    }));
+    await writeFile(join(dir, 'registry.json'), JSON.stringify({ 'tasks.add': { queue: q('registry') } }));
+    const redis = new Redis('redis://127.0.0.1:6379/8');
+    const beat = runCli(['beat', '--schedule', join(dir, 'schedule.json')], {
+      CELERY_BROKER_URL: REDIS_URL, CELERY_DEFAULT_QUEUE: q('default'),
+      TASK_REGISTRY_FILE: join(dir, 'registry.json'), CELERY_TASK_ROUTES: JSON.stringify({ 'reports.*': { queue: q('routed') } }),
+    });
+    try {
+      await beat.waitFor(/Scheduler: Sending due task plain/, 10_000);
+      await beat.waitFor(/Scheduler: Sending due task add/, 10_000);
+      await beat.waitFor(/Scheduler: Sending due task report/, 10_000);
+      const taskIn = async (queue: string) => {
+        const raw = await redis.lindex(queue, 0);
+        return raw ? (JSON.parse(raw) as { headers: { task: string } }).headers.task : undefined;
+      };
+      assert.equal(await taskIn(q('registry')), 'tasks.add');
+      assert.equal(await taskIn(q('routed')), 'reports.daily');
+      assert.equal(await taskIn(q('default')), 'tasks.other');
+    } finally {
+      assert.equal(await beat.stop(), 0);
+      await redis.del(q('registry'), q('routed'), q('default'));
+      redis.disconnect();
+    }
+  });
+});
