@@ -77,7 +77,7 @@ export const SETTINGS = {
   host: { env: 'HOST', default: '127.0.0.1', doc: 'Address the gateway listens on (0.0.0.0 in containers)' },
   port: { env: 'PORT', default: '8080', doc: 'Port the gateway listens on' },
   defaultQueue: { env: 'CELERY_DEFAULT_QUEUE', default: 'celery', doc: "Queue for tasks published without a queue (Celery's task_default_queue)" },
-  resultExpires: { env: 'CELERY_RESULT_EXPIRES', default: '86400', doc: 'Seconds results (and the record of submitted ids) are kept' },
+  resultExpires: { env: 'CELERY_RESULT_EXPIRES', default: '86400', doc: 'Seconds results (and the record of client-chosen task ids) are kept' },
   bodyLimit: { env: 'BODY_LIMIT', default: '1048576', doc: 'Largest accepted request body, bytes' },
   maxWaitSeconds: { env: 'MAX_WAIT_SECONDS', default: '60', doc: 'Longest long-poll (`GET /results/:id?wait=`) a client may ask for, seconds' },
   logLevel: { env: 'LOG_LEVEL', default: 'info', doc: 'pino log level: fatal, error, warn, info, debug, trace, silent' },

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import type { Broker, Route } from './brokers/broker.ts';
 import type { ResultBackend } from './backends/backend.ts';
 import { buildTaskMessage, celeryOrigin, type TaskCall } from './protocol/message.ts';
+import { isGatewayTaskId, newTaskId } from './protocol/task-id.ts';
 import type { Json, JsonObject } from './protocol/types.ts';
 import { applyRoutes, type TaskRoute } from './routing.ts';
 import { resolveOptions, type TaskOptions } from './task-options.ts';
@@ -78,7 +79,7 @@ export class Producer {
     const options = this.#routes.length > 0 ? applyRoutes(this.#routes, request.task, request.options ?? {}) : (request.options ?? {});
     const resolved = resolveOptions(options, this.#defaultQueue, now);
     request.authorize?.(resolved.route);
-    const id = options.task_id ?? randomUUID();
+    const id = options.task_id ?? newTaskId();
     const call: TaskCall = {
       task: request.task,
       id,
@@ -94,9 +95,10 @@ export class Producer {
       ...extra,
     };
     const message = buildTaskMessage(call, now);
-    // The record of submitted ids only lets GET /results tell "unknown" from "pending": a failure to
-    // write it must not turn a published task into an error the client would retry (a duplicate).
-    const remembered = this.#backend.rememberSubmitted([id]).catch((err: unknown) => {
+    // The record of submitted ids only lets GET /results tell "unknown" from "pending", and our own ids
+    // tell it by their checksum: only an id the client chose is recorded. A failure to write the record
+    // must not turn a published task into an error the client would retry (a duplicate).
+    const remembered = isGatewayTaskId(id) ? undefined : this.#backend.rememberSubmitted([id]).catch((err: unknown) => {
       this.#logger.warn({ err, taskId: id }, 'could not record the submitted task id');
     });
     const started = performance.now();

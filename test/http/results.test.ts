@@ -21,6 +21,25 @@ describe('GET /results/:id (real socket, memory backend)', () => {
     assert.deepEqual(res.json, { id: json.id, state: 'PENDING', ready: false, result: null, error: null, worker: null, date_done: null, children: [], parent_id: null, group_id: null });
   });
 
+  it('knows its own ids without a record, and records the ids a client chooses', async () => {
+    // no submitted-id record for ids the gateway makes: their checksum says they are ours
+    const { json } = await gw.post('/tasks/tasks.add', { args: [1, 2], options: { queue: 'res-q1' } });
+    assert.equal(await gw.backend.wasSubmitted(json.id), false);
+    // an id the client chose cannot carry our checksum: it is recorded
+    const chosen = `client-chosen-${Date.now()}`;
+    assert.equal((await gw.get(`/results/${chosen}`)).status, 404);
+    const sent = await gw.post('/tasks/tasks.add', { args: [1, 2], options: { queue: 'res-q1', task_id: chosen } });
+    assert.equal(sent.json.id, chosen);
+    assert.equal(await gw.backend.wasSubmitted(chosen), true);
+    const res = await gw.get(`/results/${chosen}`);
+    assert.equal(res.status, 200);
+    assert.equal(res.json.state, 'PENDING');
+    // a one-character typo of one of our ids is a 404
+    const typo = json.id.slice(0, 35) + (json.id.endsWith('0') ? '1' : '0');
+    assert.equal((await gw.get(`/results/${typo}`)).json.code, 'GW_ERR_RESULT_NOT_FOUND');
+    assert.equal((await gw.get(`/results/${typo}/events`)).status, 404);
+  });
+
   it('returns a stored SUCCESS even for an id it did not submit (e.g. sent by a Python client)', async () => {
     await gw.backend.store(buildMeta({ taskId: 'py-1', status: 'SUCCESS', result: { a: [1, 2] }, now: new Date('2026-01-02T03:04:05.006Z') }));
     const res = await gw.get('/results/py-1');

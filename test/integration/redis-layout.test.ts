@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { MemoryBackend } from '../../src/backends/memory.ts';
-import { RedisBackend, taskMetaKey } from '../../src/backends/redis.ts';
+import { RedisBackend, submittedBucketKey, taskMetaKey } from '../../src/backends/redis.ts';
 import type { Delivery } from '../../src/brokers/broker.ts';
 import { MemoryBroker } from '../../src/brokers/memory.ts';
 import { RedisBroker, UNACKED, UNACKED_INDEX, UNACKED_MUTEX } from '../../src/brokers/redis.ts';
@@ -384,6 +384,34 @@ describe('redis layout (kombu / Celery 5.2.6)', { skip }, () => {
         assert.ok(ttlB > fxTtl - 5 && ttlB <= fxTtl, `ttl ${ttlB}`);
       } finally {
         await byDefault.close();
+      }
+    });
+
+    it('a gateway on Redis records only client-chosen ids (hourly hash), and knows its own by their checksum', async () => {
+      const broker = new RedisBroker({ url: REDIS_URL, logger: silentLogger });
+      const gw = await startGateway({ broker, backend });
+      const queue = qname('submitted');
+      try {
+        const ours = await gw.post('/tasks/tasks.add', { args: [1, 2], options: { queue } });
+        const chosen = id();
+        const theirs = await gw.post('/tasks/tasks.add', { args: [1, 2], options: { queue, task_id: chosen } });
+        assert.equal(theirs.json.id, chosen);
+        const bucket = submittedBucketKey(Date.now());
+        assert.equal(await raw.hexists(bucket, chosen), 1);
+        assert.equal(await raw.hexists(bucket, ours.json.id), 0, 'no record for an id the gateway made');
+        assert.ok((await raw.ttl(bucket)) > 0, 'the bucket expires');
+        for (const taskId of [ours.json.id, chosen]) {
+          const res = await gw.get(`/results/${taskId}`);
+          assert.equal(res.status, 200);
+          assert.equal(res.json.state, 'PENDING');
+        }
+        assert.equal((await gw.get(`/results/${randomUUID()}`)).status, 404);
+        assert.equal(await raw.llen(queue), 2);
+        await raw.hdel(bucket, chosen);
+      } finally {
+        await gw.app.close();
+        await broker.close();
+        await raw.del(queue, `_kombu.binding.${queue}`);
       }
     });
 

@@ -5,6 +5,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ResultBackend } from '../../backends/backend.ts';
 import { waitForResult } from '../../backends/wait.ts';
 import { GatewayError } from '../../errors.ts';
+import { isGatewayTaskId } from '../../protocol/task-id.ts';
 import { READY_STATES, type ResultMeta } from '../../protocol/types.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 import { pendingView, resultView } from '../result-view.ts';
@@ -13,6 +14,11 @@ import { errorResponses, resultSchema, TASK_ID_PATTERN } from '../schemas.ts';
 interface ResultRoute {
   Params: { id: string };
   Querystring: { wait?: number };
+}
+
+/** An id we made (its checksum says so), or one a client chose that the backend recorded. */
+async function submitted(backend: ResultBackend, id: string): Promise<boolean> {
+  return isGatewayTaskId(id) || backend.wasSubmitted(id);
 }
 
 export interface ResultsRoutesOptions {
@@ -84,7 +90,7 @@ export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (ap
       }
     }
     if (meta) return resultView(id, meta);
-    if (await backend.wasSubmitted(id)) return pendingView(id);
+    if (await submitted(backend, id)) return pendingView(id);
     throw new GatewayError('GW_ERR_RESULT_NOT_FOUND', `no task ${id}: it was not submitted through this gateway (or its record expired) and the result backend has no result for it`);
   });
 
@@ -116,7 +122,7 @@ export const resultsRoutes: FastifyPluginAsync<ResultsRoutesOptions> = async (ap
     try {
       unlisten = await backend.listen(id, (meta) => (streaming ? send(resultView(id, meta)) : queued.push(meta)));
       const stored = await backend.get(id);
-      if (!stored && queued.length === 0 && !(await backend.wasSubmitted(id))) {
+      if (!stored && queued.length === 0 && !(await submitted(backend, id))) {
         throw new GatewayError('GW_ERR_RESULT_NOT_FOUND', `no task ${id}: it was not submitted through this gateway and the result backend has no result for it`);
       }
       reply.hijack();

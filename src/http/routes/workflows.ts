@@ -11,6 +11,7 @@ import { DEFAULT_WORKFLOW_LIMITS, parseWorkflowSpec, type WorkflowLimits } from 
 import { asWorkflowNode, overallState, taskIds, viewTree } from '../../canvas/tree.ts';
 import { GatewayError } from '../../errors.ts';
 import type { Producer } from '../../producer.ts';
+import { isGatewayTaskId, newTaskId } from '../../protocol/task-id.ts';
 import type { Json, ResultMeta } from '../../protocol/types.ts';
 import type { SubmitGuard } from '../submit-guard.ts';
 import { errorResponses, TASK_ID_PATTERN, workflowSpecSchema, workflowSubmittedSchema, workflowViewSchema } from '../schemas.ts';
@@ -45,11 +46,13 @@ export const workflowsRoutes: FastifyPluginAsync<WorkflowsRoutesOptions> = async
     const spec = parseWorkflowSpec(request.body, effective, new Date());
     guard.node(spec);
     if (!backend.saveWorkflow || !backend.getWorkflow) throw unsupported(backend, 'workflows');
-    const compiled = compileWorkflow(spec, { newId: randomUUID, replyTo: producer.replyTo });
+    const compiled = compileWorkflow(spec, { newId: newTaskId, replyTo: producer.replyTo });
     if (compiled.actions.some((a) => a.type === 'chord-size') && (!backend.setChordSize || !backend.chordPartReturn)) throw unsupported(backend, 'chords');
     const id = randomUUID();
     await backend.saveWorkflow(id, compiled.tree as unknown as Json);
-    await backend.rememberSubmitted(taskIds(compiled.tree));
+    // ids the spec chose are recorded; ours are known by their checksum
+    const chosen = taskIds(compiled.tree).filter((taskId) => !isGatewayTaskId(taskId));
+    if (chosen.length > 0) await backend.rememberSubmitted(chosen);
     for (const action of compiled.actions) {
       if (action.type === 'chord-size') {
         await backend.setChordSize?.(action.groupId, action.size);
