@@ -98,7 +98,8 @@ export class Producer {
     // The record of submitted ids only lets GET /results tell "unknown" from "pending", and our own ids
     // tell it by their checksum: only an id the client chose is recorded. A failure to write the record
     // must not turn a published task into an error the client would retry (a duplicate).
-    const remembered = isGatewayTaskId(id) ? undefined : this.#backend.rememberSubmitted([id]).catch((err: unknown) => {
+    const chosen = options.task_id !== undefined && !isGatewayTaskId(id);
+    const remembered = !chosen ? undefined : this.#backend.rememberSubmitted([id]).catch((err: unknown) => {
       this.#logger.warn({ err, taskId: id }, 'could not record the submitted task id');
     });
     const started = performance.now();
@@ -109,7 +110,7 @@ export class Producer {
       this.#onPublished?.((performance.now() - started) / 1000, false);
       throw err;
     }
-    await remembered;
+    if (remembered) await remembered;
     if (this.queues.size < 1000) this.queues.add(resolved.route.queue);
     return { id, task: request.task, queue: resolved.route.queue, eta: resolved.eta, expires: resolved.expires };
   }
