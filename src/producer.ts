@@ -99,9 +99,9 @@ export class Producer {
     // tell it by their checksum: only an id the client chose is recorded. A failure to write the record
     // must not turn a published task into an error the client would retry (a duplicate).
     const chosen = options.task_id !== undefined && !isGatewayTaskId(id);
-    const remembered = !chosen ? undefined : this.#backend.rememberSubmitted([id]).catch((err: unknown) => {
+    const remembered = chosen ? this.#backend.rememberSubmitted([id]).catch((err: unknown) => {
       this.#logger.warn({ err, taskId: id }, 'could not record the submitted task id');
-    });
+    }) : undefined;
     const started = performance.now();
     try {
       await this.#broker.publish(message, resolved.route);

@@ -111,10 +111,6 @@ export function mayRunTask(key: ApiKey, task: string): boolean {
   return !key.tasks || key.tasks.some((re) => re.test(task));
 }
 
-export function mayUseQueue(key: ApiKey, queue: string): boolean {
-  return !key.queues || key.queues.has(queue);
-}
-
 /**
  * Refuse (GW_ERR_FORBIDDEN) a publish outside the key's queue allowlist. `route` is where the message
  * really goes, after task_routes and registry queues; through an exchange its bindings choose the
