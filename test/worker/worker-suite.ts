@@ -111,6 +111,8 @@ export function workerSuite(name: string, make: () => Promise<Adapters>): void {
       await start(q);
       await publish(q, c);
       const meta = await result(a.backend, c.id);
+      // the result can be read before the subscriber connection has delivered its messages: give them 2 s
+      for (const until = Date.now() + 2000; seen.length < 2 && Date.now() < until;) await sleep(10);
       unlisten();
       assert.equal(meta.status, 'SUCCESS');
       assert.deepEqual(meta.result, { args: [1, 'two'], kwargs: { k: [1, 2] }, id: c.id });
