@@ -12,7 +12,7 @@ export interface ErrorSpec {
 
 export const ERRORS = {
   GW_ERR_VALIDATION: { status: 400, description: 'The request does not match the route schema (body, params or query).' },
-  GW_ERR_BAD_JSON: { status: 400, description: 'The request body is not valid JSON.' },
+  GW_ERR_BAD_JSON: { status: 400, description: 'The request body is empty or not valid JSON, or holds a `__proto__` key (or `constructor.prototype`), refused as prototype poisoning.' },
   GW_ERR_BAD_TASK_NAME: { status: 400, description: 'The task name is not a valid Celery task name.' },
   GW_ERR_BAD_OPTION: { status: 400, description: 'A task option has an invalid value (e.g. an eta that is not ISO 8601, or both eta and countdown).' },
   GW_ERR_SCHEDULE_INVALID: { status: 400, description: 'A schedule entry is invalid: missing or bad task name, not exactly one of `every`, `cron` and `at`, an `at` that is not ISO 8601, or a field of the wrong type.' },

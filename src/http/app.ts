@@ -23,6 +23,7 @@ import { GatewayMetrics } from './metrics.ts';
 import { authPlugin, PUBLIC } from './plugins/auth.ts';
 import { errorBody, errorHandler, frameworkErrorHandler, notFoundHandler, rejectDeepBody } from './plugins/errors.ts';
 import { idempotencyPlugin } from './plugins/idempotency.ts';
+import { parseJsonBody } from './plugins/json-body.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
 import { flowerRoutes } from './routes/flower.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -99,6 +100,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('preValidation', rejectDeepBody);
   // JSON only: a text/plain body is a 415, not a string that fails validation
   app.removeContentTypeParser('text/plain');
+  // Fastify's JSON parser with messages that say what is wrong (src/http/plugins/json-body.ts)
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
   app.addSchema(errorSchema);

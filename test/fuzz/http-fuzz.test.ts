@@ -148,6 +148,15 @@ const oddButValidBody = fc.record({
   kwargs: fc.dictionary(weirdString, jsonish, { maxKeys: 4 }),
 }, { requiredKeys: [] });
 
+/** whether a JSON value holds a "__proto__" key, or a "constructor" key whose value holds "prototype" */
+function poisoned(value: unknown): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  if (Array.isArray(value)) return value.some(poisoned);
+  return Object.entries(value).some(([k, v]) => k === '__proto__'
+    || (k === 'constructor' && v !== null && typeof v === 'object' && Object.hasOwn(v, 'prototype'))
+    || poisoned(v));
+}
+
 /** text that JSON.parse refuses */
 const malformedJsonText = fc.oneof(
   fc.string({ maxLength: 60 }),
@@ -222,6 +231,12 @@ describe('HTTP fuzzing (fast-check, memory broker, app.inject)', () => {
     await fc.assert(fc.asyncProperty(oddButValidBody, async (body) => {
       const out = await send({ method: 'POST', url: '/tasks/tasks.echo', payload: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
       check(out, describeInput(body), false);
+      if (poisoned(body)) {
+        // fast-check plants "__proto__" keys on purpose: refused, as Fastify does by default
+        assert.equal(out.status, 400, `${describeInput(body)} → ${out.raw}`);
+        assert.match(out.body.message, /prototype poisoning/);
+        return;
+      }
       assert.equal(out.status, 202, `${describeInput(body)} → ${out.raw}`);
       assert.equal(out.published, 1);
     }), { numRuns: RUNS, includeErrorInReport: true });
@@ -358,7 +373,7 @@ describe('HTTP fuzzing (fast-check, memory broker, app.inject)', () => {
       fc.record({ task: fc.oneof(notString, badTaskName), every: fc.constant(10) }),
       fc.record({ task: fc.constant('tasks.add'), every: fc.oneof(fc.integer({ max: 0 }), weirdString.filter((s) => !/\d/.test(s)), fc.constant(1e308), fc.constant(-1e308)) }),
       fc.record({ task: fc.constant('tasks.add'), cron: fc.oneof(weirdString, notString, fc.constant('* * * * * *'), fc.constant('61 * * * *')) }),
-      fc.record({ task: fc.constant('tasks.add'), cron: fc.constant('* * * * *'), timezone: weirdString.filter((s) => s !== 'UTC' && !/^[A-Z][a-z]+\/[A-Z][a-z_]+$/.test(s)) }),
+      fc.record({ task: fc.constant('tasks.add'), cron: fc.constant('* * * * *'), timezone: weirdString.filter((s) => !/^[A-Za-z0-9/_+-]*$/.test(s)) }), // a character no zone name has ("gb", "Pst" are zones)
       fc.record({ task: fc.constant('tasks.add'), at: fc.oneof(garbageDate, notString) }),
       fc.record({ task: fc.constant('tasks.add'), every: fc.constant(5), cron: fc.constant('* * * * *') }),
       fc.record({ task: fc.constant('tasks.add'), every: fc.constant(5), args: notArray }),

@@ -87,6 +87,27 @@ describe('POST /tasks/:name (real socket, memory broker)', () => {
     });
   }
 
+  it('says what is wrong with a refused JSON body: the reason the parser gives, an empty body, prototype poisoning', async () => {
+    const cases: [string, RegExp][] = [
+      ['{"args": [1,}', /^the body is not valid JSON: Unexpected token '}'/],
+      ['', /^the body is empty but content-type is application\/json/],
+      ['{"kwargs": {"a": {"__proto__": {"polluted": 1}}}}', /"__proto__" key .* prototype poisoning/],
+      ['{"kwargs": {"constructor": {"prototype": {"polluted": 1}}}}', /"constructor" key with "prototype"/],
+    ];
+    for (const [body, message] of cases) {
+      const res = await gw.post('/tasks/tasks.add', body, { 'content-type': 'application/json; charset=utf-8' });
+      assert.equal(res.status, 400, body);
+      assert.equal(res.json.code, 'GW_ERR_BAD_JSON', body);
+      assert.match(res.json.message, message, body);
+    }
+    assert.equal(({} as Record<string, unknown>)['polluted'], undefined);
+    assert.equal(await gw.broker.queueLength('celery'), 0);
+    // a "constructor" key that holds no "prototype" is data like any other
+    const ok = await gw.post('/tasks/tasks.add', '{"kwargs": {"constructor": "Foo"}}', { 'content-type': 'application/json; charset=utf-8' });
+    assert.equal(ok.status, 202, JSON.stringify(ok.json));
+    assert.equal(await gw.broker.queueLength('celery'), 1);
+  });
+
   it('refuses a non-JSON content type with 415', async () => {
     const res = await gw.post('/tasks/tasks.add', 'args=1', { 'content-type': 'text/plain' });
     assert.equal(res.status, 415);

@@ -22,8 +22,6 @@ export function errorBody(code: ErrorCode, message: string, details?: Record<str
 
 /** Fastify's own error codes → ours. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
-  FST_ERR_CTP_INVALID_JSON_BODY: 'GW_ERR_BAD_JSON',
-  FST_ERR_CTP_EMPTY_JSON_BODY: 'GW_ERR_BAD_JSON',
   FST_ERR_CTP_BODY_TOO_LARGE: 'GW_ERR_BODY_TOO_LARGE',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'GW_ERR_UNSUPPORTED_MEDIA_TYPE',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'GW_ERR_VALIDATION',
