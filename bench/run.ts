@@ -76,7 +76,9 @@ async function rssMiB(pid: number | undefined): Promise<number> {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]) / 1024;
 }
 
-async function wrk(url: string, seconds = SECONDS): Promise<{ rps: number; p50: string; p99: string }> {
+interface WrkResult { rps: number; p50: string; p99: string }
+
+async function wrk(url: string, seconds = SECONDS): Promise<WrkResult> {
   const { stdout } = await run('wrk', ['-t2', '-c64', `-d${seconds}s`, '--latency', '-s', 'bench/post.lua', url], { cwd: ROOT });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]);
   const p50 = /\s50%\s+(\S+)/.exec(stdout)?.[1] ?? '?';
@@ -115,11 +117,21 @@ async function submitBench(b: BrokerCase): Promise<string[]> {
     await wrk('http://127.0.0.1:18081/tasks/tasks.add', 3);
     await purge(b, [queue, `${queue}-ceiling`]);
     for (let i = 0; i < REPEATS; i += 1) {
-      const sampler = setInterval(() => { void rssMiB(gateway.pid).then((m) => { rssPeak = Math.max(rssPeak, m); }, () => undefined); }, 500);
-      const a = await wrk('http://127.0.0.1:18080/tasks/tasks.add').finally(() => clearInterval(sampler));
-      await purge(b, [queue, `${queue}-ceiling`]);
-      const c = await wrk('http://127.0.0.1:18081/tasks/tasks.add');
-      await purge(b, [queue, `${queue}-ceiling`]);
+      const measureGateway = async () => {
+        const sampler = setInterval(() => { void rssMiB(gateway.pid).then((m) => { rssPeak = Math.max(rssPeak, m); }, () => undefined); }, 500);
+        const r = await wrk('http://127.0.0.1:18080/tasks/tasks.add').finally(() => clearInterval(sampler));
+        await purge(b, [queue, `${queue}-ceiling`]);
+        return r;
+      };
+      const measureCeiling = async () => {
+        const r = await wrk('http://127.0.0.1:18081/tasks/tasks.add');
+        await purge(b, [queue, `${queue}-ceiling`]);
+        return r;
+      };
+      // the order alternates, so neither side always runs on the machine the other one just heated
+      let a: WrkResult;
+      let c: WrkResult;
+      if (i % 2 === 0) { a = await measureGateway(); c = await measureCeiling(); } else { c = await measureCeiling(); a = await measureGateway(); }
       ours.push(a.rps);
       bare.push(c.rps);
       lat = { ours: [a.p50, a.p99], bare: [c.p50, c.p99] };

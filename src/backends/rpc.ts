@@ -19,7 +19,7 @@
  */
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { ChannelSlot, ManagedConnection, bounded, errorText, toTable } from '../brokers/amqp-support.ts';
+import { ChannelSlot, ManagedConnection, bounded, errorText, publishConfirmed, toTable } from '../brokers/amqp-support.ts';
 import { GatewayError } from '../errors.ts';
 import { parseMeta } from '../protocol/result-meta.ts';
 import { States, type ResultMeta } from '../protocol/types.ts';
@@ -58,7 +58,7 @@ export function publishRpcResult(channel: ConfirmChannel, replyTo: string, meta:
   return new Promise((resolve, reject) => {
     const fail = (err: unknown): void => reject(unavailable(`cannot publish the result of ${meta.task_id} to ${replyTo}: ${errorText(err)}`, err));
     try {
-      channel.publish('', replyTo, Buffer.from(rpcResultBody(meta), 'utf8'), {
+      publishConfirmed(channel, '', replyTo, Buffer.from(rpcResultBody(meta), 'utf8'), {
         contentType: 'application/json',
         contentEncoding: 'utf-8',
         deliveryMode: options.persistent ? 2 : 1,

@@ -85,11 +85,59 @@ export function publishOptions(message: RawMessage): Options.Publish {
   return options;
 }
 
+/** The two steps amqplib's ConfirmChannel.publish takes, which its typings do not declare. */
+interface ChannelSteps {
+  pushConfirmCallback?: (cb: (err: unknown) => void) => void;
+  sendMessage?: (fields: object, properties: object, content: Buffer) => boolean;
+}
+
+/**
+ * ch.publish(exchange, routingKey, content, options, cb) without amqplib's Args.publish, which hands
+ * the encoder `Object.create(options.headers)`: every message's header table became a prototype (V8
+ * gives each its own map) and was walked by for-in through the prototype chain, the slow path. With
+ * a fresh table per message, that cost ~18 us of encoding and ~16 us of GC per publish (CPU profile
+ * of the gateway on RabbitMQ, 2026-12-05). Here the encoder gets the same fields Args.publish would
+ * produce, with the table as an own property. Falls back to ch.publish if amqplib's internals change
+ * or for the options only Args.publish knows (CC, BCC, persistent).
+ */
+export function publishConfirmed(ch: ConfirmChannel, exchange: string, routingKey: string, content: Buffer, options: Options.Publish, cb: (err: unknown) => void): void {
+  const steps = ch as unknown as ChannelSteps;
+  if (typeof steps.pushConfirmCallback !== 'function' || typeof steps.sendMessage !== 'function'
+    || options.CC !== undefined || options.BCC !== undefined || options.persistent !== undefined) {
+    ch.publish(exchange, routingKey, content, options, cb);
+    return;
+  }
+  // the shape and order of Args.publish's result (amqplib 0.10), so the encoder sees one map
+  const fields = {
+    exchange,
+    routingKey,
+    mandatory: options.mandatory === true,
+    immediate: false,
+    ticket: undefined,
+    contentType: options.contentType,
+    contentEncoding: options.contentEncoding,
+    headers: options.headers ?? {},
+    deliveryMode: options.deliveryMode,
+    priority: options.priority,
+    correlationId: options.correlationId,
+    replyTo: options.replyTo,
+    expiration: options.expiration === undefined ? undefined : String(options.expiration),
+    messageId: options.messageId,
+    timestamp: options.timestamp,
+    type: options.type,
+    userId: options.userId,
+    appId: options.appId,
+    clusterId: undefined,
+  };
+  steps.pushConfirmCallback.call(ch, cb);
+  steps.sendMessage.call(ch, fields, fields, content);
+}
+
 /** Publish on a confirm channel; resolves on the broker's ack, rejects (GW_ERR_BROKER_UNAVAILABLE) on a nack or a closed channel. */
 export function confirmedPublish(ch: ConfirmChannel, exchange: string, routingKey: string, message: RawMessage): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     try {
-      ch.publish(exchange, routingKey, Buffer.from(message.body, 'utf8'), publishOptions(message), (err: unknown) => {
+      publishConfirmed(ch, exchange, routingKey, Buffer.from(message.body, 'utf8'), publishOptions(message), (err: unknown) => {
         if (err) reject(unavailable(`the AMQP broker did not confirm the message to ${exchange || '(default)'}/${routingKey}: ${errorText(err)}`, err));
         else resolve();
       });

@@ -1,0 +1,36 @@
+import { createRequire } from 'node:module';
+import { randomUUID } from 'node:crypto';
+import { publishOptions } from '../src/brokers/amqp-support.ts';
+import { buildTaskMessage } from '../src/protocol/message.ts';
+const require = createRequire(import.meta.url);
+const defs = require('amqplib/lib/defs');
+const Args = require('amqplib/lib/api_args');
+const mk = () => buildTaskMessage({ task: 'tasks.add', id: randomUUID(), args: [2, 3], kwargs: {}, origin: 'bench', replyTo: randomUUID() }, new Date());
+const fixed = Args.publish('', 'q', publishOptions(mk()));
+console.log(JSON.stringify(publishOptions(mk())).slice(0, 900));
+function bench(label: string, f: () => unknown, n = 200000) {
+  for (let i = 0; i < 20000; i++) f();
+  const t = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) f();
+  console.log(label, (Number(process.hrtime.bigint() - t) / n / 1000).toFixed(2), 'µs');
+}
+bench('encode fixed', () => defs.encodeProperties(defs.BasicProperties, 1, 500, fixed.properties ?? fixed));
+const msgs = Array.from({ length: 1000 }, mk);
+let i = 0;
+bench('publishOptions', () => publishOptions(msgs[i++ % 1000]!));
+const opts = msgs.map((m) => Args.publish('', 'q', publishOptions(m)));
+bench('encode fresh', () => defs.encodeProperties(defs.BasicProperties, 1, 500, opts[i++ % 1000]));
+const { toTable } = await import('../src/brokers/amqp-support.ts');
+const h0 = toTable(msgs[0]!.headers);
+const base = Args.publish('', 'q', publishOptions(msgs[0]!));
+bench('encode same headers obj', () => defs.encodeProperties(defs.BasicProperties, 1, 500, { ...base, headers: h0 }));
+const clones = Array.from({ length: 1000 }, () => ({ ...base, headers: structuredClone(h0) }));
+bench('encode cloned headers', () => defs.encodeProperties(defs.BasicProperties, 1, 500, clones[i++ % 1000]));
+const fresh2 = msgs.map((m) => ({ ...base, headers: toTable(m.headers) }));
+bench('encode toTable headers', () => defs.encodeProperties(defs.BasicProperties, 1, 500, fresh2[i++ % 1000]));
+const fresh3 = msgs.map((m) => ({ ...base, headers: { ...h0, id: m.headers['id'], root_id: m.headers['root_id'] } }));
+bench('encode spread headers', () => defs.encodeProperties(defs.BasicProperties, 1, 500, fresh3[i++ % 1000]));
+bench('encode fresh again', () => defs.encodeProperties(defs.BasicProperties, 1, 500, opts[i++ % 1000]));
+const opts2 = msgs.map((m) => Args.publish('', 'q', publishOptions(m)));
+bench('encode fresh new set', () => defs.encodeProperties(defs.BasicProperties, 1, 500, opts2[i++ % 1000]));
+console.log(Object.keys(opts[0]), Object.keys(opts[0].headers ?? {}));
