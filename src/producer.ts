@@ -19,6 +19,8 @@ export interface SendRequest {
   options?: TaskOptions;
   /** told where the message will go (after task_routes); throws to refuse it, with nothing published */
   authorize?: ((route: Route) => void) | undefined;
+  /** the caller has recorded options.task_id already (POST /workflows records every id of the tree at once) */
+  idRecorded?: boolean;
 }
 
 export interface SentTask {
@@ -98,7 +100,7 @@ export class Producer {
     // The record of submitted ids only lets GET /results tell "unknown" from "pending", and our own ids
     // tell it by their checksum: only an id the client chose is recorded. A failure to write the record
     // must not turn a published task into an error the client would retry (a duplicate).
-    const chosen = options.task_id !== undefined && !isGatewayTaskId(id);
+    const chosen = options.task_id !== undefined && request.idRecorded !== true && !isGatewayTaskId(id);
     const remembered = chosen ? this.#backend.rememberSubmitted([id]).catch((err: unknown) => {
       this.#logger.warn({ err, taskId: id }, 'could not record the submitted task id');
     }) : undefined;

@@ -40,6 +40,23 @@ describe('GET /results/:id (real socket, memory backend)', () => {
     assert.equal((await gw.get(`/results/${typo}/events`)).status, 404);
   });
 
+  it('a workflow records the ids its spec chose, all at once and once each', async () => {
+    const calls: string[][] = [];
+    const remember = gw.backend.rememberSubmitted.bind(gw.backend);
+    gw.backend.rememberSubmitted = async (ids: string[]) => { calls.push([...ids]); return remember(ids); };
+    try {
+      const stamp = Date.now();
+      const [a, b] = [`wf-chosen-a-${stamp}`, `wf-chosen-b-${stamp}`];
+      const res = await gw.post('/workflows', { chain: [{ task: 'tasks.add', args: [1, 2], options: { task_id: a } }, { task: 'tasks.add', args: [3], options: { task_id: b } }, { task: 'tasks.add', args: [4] }] });
+      assert.equal(res.status, 202, JSON.stringify(res.json));
+      // the first step is published now, the others travel in its message: all chosen ids recorded in one call
+      assert.deepEqual(calls, [[a, b]]);
+      for (const id of [a, b]) assert.equal((await gw.get(`/results/${id}`)).json.state, 'PENDING');
+    } finally {
+      gw.backend.rememberSubmitted = remember;
+    }
+  });
+
   it('returns a stored SUCCESS even for an id it did not submit (e.g. sent by a Python client)', async () => {
     await gw.backend.store(buildMeta({ taskId: 'py-1', status: 'SUCCESS', result: { a: [1, 2] }, now: new Date('2026-01-02T03:04:05.006Z') }));
     const res = await gw.get('/results/py-1');

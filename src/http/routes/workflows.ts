@@ -59,7 +59,7 @@ export const workflowsRoutes: FastifyPluginAsync<WorkflowsRoutesOptions> = async
         continue;
       }
       const m = action.message;
-      await producer.send({ task: m.task, args: m.args, kwargs: m.kwargs, options: producerOptions(m) }, callExtras(m));
+      await producer.send({ task: m.task, args: m.args, kwargs: m.kwargs, options: producerOptions(m), idRecorded: true }, callExtras(m));
     }
     const location = `/workflows/${encodeURIComponent(id)}`;
     return reply.code(202).header('location', location).send({ id, state: 'pending', tree: compiled.tree, links: { workflow: location } });
