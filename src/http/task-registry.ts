@@ -215,6 +215,41 @@ type OpenApiDoc = { paths?: Record<string, Record<string, any>>; tags?: { name: 
 
 const clone = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
 
+/** Keywords whose values are data, not schemas: a "$ref" member there is left alone. */
+const DATA_KEYWORDS = new Set(['const', 'enum', 'default', 'examples', 'example']);
+
+/** Whether a schema holds a `$ref` into itself ("#…"), which would resolve against the OpenAPI document once embedded. */
+function hasLocalRef(schema: unknown): boolean {
+  if (Array.isArray(schema)) return schema.some(hasLocalRef);
+  if (schema === null || typeof schema !== 'object') return false;
+  return Object.entries(schema).some(([k, v]) => (k === '$ref' ? typeof v === 'string' && v.startsWith('#') : !DATA_KEYWORDS.has(k) && hasLocalRef(v)));
+}
+
+/** A copy of `schema` whose local refs point into it at `base` (a JSON pointer URI such as "#/components/schemas/x"). */
+function rebaseRefs(schema: unknown, base: string): unknown {
+  if (Array.isArray(schema)) return schema.map((v) => rebaseRefs(v, base));
+  if (schema === null || typeof schema !== 'object') return schema;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(schema)) {
+    if (k === '$ref' && typeof v === 'string' && v.startsWith('#')) out[k] = base + v.slice(1);
+    else out[k] = DATA_KEYWORDS.has(k) ? clone(v) : rebaseRefs(v, base);
+  }
+  return out;
+}
+
+/**
+ * An args or kwargs schema as the OpenAPI document shows it: as it is, or, when it refers into itself
+ * (`"$ref": "#/$defs/point"`), as a component of its own whose refs are rebased onto it, so they
+ * resolve in the document as they did in the schema.
+ */
+function documentedSchema(schema: unknown, component: string, components: Record<string, unknown>): unknown {
+  if (schema !== null && typeof schema === 'object' && '$id' in schema) return clone(schema); // its refs resolve against its own $id
+  if (!hasLocalRef(schema)) return clone(schema);
+  const ref = `#/components/schemas/${component}`;
+  components[component] = rebaseRefs(schema, ref);
+  return { $ref: ref };
+}
+
 /**
  * `transformObject` for @fastify/swagger: `POST /tasks/<name>` for each registered task with its args
  * and kwargs schemas (the generic `POST /tasks/{name}` stays; concrete paths take precedence in
@@ -231,6 +266,7 @@ export function registryOpenapi(registry: TaskRegistry): (input: { openapiObject
     const genericBody = generic.requestBody?.content?.['application/json']?.schema ?? {};
     const optionsSchema = genericBody.properties?.options ?? { type: 'object' };
     const used = new Set<string>();
+    const components: Record<string, unknown> = {};
     for (const entry of registry.entries()) {
       let operationId = `submit_${entry.name.replace(/[^A-Za-z0-9_]/g, '_')}`;
       for (let i = 2; used.has(operationId); i += 1) operationId = `submit_${entry.name.replace(/[^A-Za-z0-9_]/g, '_')}_${i}`;
@@ -254,8 +290,8 @@ export function registryOpenapi(registry: TaskRegistry): (input: { openapiObject
                   type: 'object',
                   additionalProperties: false,
                   properties: {
-                    args: entry.args !== undefined ? clone(entry.args) : { type: 'array' },
-                    kwargs: entry.kwargs !== undefined ? clone(entry.kwargs) : { type: 'object' },
+                    args: entry.args !== undefined ? documentedSchema(entry.args, `${operationId}.args`, components) : { type: 'array' },
+                    kwargs: entry.kwargs !== undefined ? documentedSchema(entry.kwargs, `${operationId}.kwargs`, components) : { type: 'object' },
                     options: clone(optionsSchema),
                   },
                 },
@@ -265,6 +301,10 @@ export function registryOpenapi(registry: TaskRegistry): (input: { openapiObject
           responses: clone(generic.responses ?? {}),
         },
       };
+    }
+    if (Object.keys(components).length > 0) {
+      const existing = (doc['components'] ?? {}) as { schemas?: Record<string, unknown> };
+      doc['components'] = { ...existing, schemas: { ...(existing.schemas ?? {}), ...components } };
     }
     doc.tags = [...(doc.tags ?? []), { name: 'registered tasks', description: 'Tasks of the task registry (TASK_REGISTRY_FILE), with their argument schemas' }];
     return doc;

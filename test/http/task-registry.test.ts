@@ -35,6 +35,17 @@ const REGISTRY = {
     },
   },
   'tasks.echo': { args: { type: 'array', prefixItems: [{ type: 'string' }] } },
+  // a schema that refers into itself: its refs must still resolve once embedded in the OpenAPI document
+  'geo.distance': {
+    args: { type: 'array', maxItems: 0 },
+    kwargs: {
+      type: 'object',
+      required: ['from', 'to'],
+      additionalProperties: false,
+      properties: { from: { $ref: '#/$defs/point' }, to: { $ref: '#/$defs/point' }, unit: { enum: ['km', 'mi'] } },
+      $defs: { point: { type: 'object', required: ['lat', 'lon'], properties: { lat: { type: 'number', minimum: -90, maximum: 90 }, lon: { type: 'number' } } } },
+    },
+  },
 };
 
 const dir = mkdtempSync(join(tmpdir(), 'h2-registry-'));
@@ -186,6 +197,37 @@ describe('task registry: validation at submit', () => {
   });
 });
 
+describe('task registry: schemas that refer into themselves', () => {
+  let gw: Gw;
+  before(async () => { gw = await start(false); });
+  after(async () => { await gw.close(); });
+
+  /** what a JSON pointer URI ("#/a/b") designates in `doc` */
+  const resolve = (doc: any, ref: string): any => ref.slice(2).split('/').map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~')).reduce((node, token) => node?.[token], doc);
+
+  it('validates with $defs at submit, and the served document resolves the refs to the same definitions', async () => {
+    const ok = await gw.post('/tasks/geo.distance', { kwargs: { from: { lat: 1, lon: 2 }, to: { lat: 3, lon: 4 } } });
+    assert.equal(ok.status, 202, JSON.stringify(ok.json));
+    const bad = await gw.post('/tasks/geo.distance', { kwargs: { from: { lat: 91, lon: 2 }, to: { lat: 3, lon: 4 } } });
+    assert.equal(bad.json.code, 'GW_ERR_ARGS_INVALID');
+    assert.equal(bad.json.details.pointer, '/kwargs/from/lat');
+
+    const doc = await (await fetch(`${gw.base}/openapi.json`)).json() as any;
+    const kwargs = doc.paths['/tasks/geo.distance'].post.requestBody.content['application/json'].schema.properties.kwargs;
+    assert.deepEqual(kwargs, { $ref: '#/components/schemas/submit_geo_distance.kwargs' });
+    const component = resolve(doc, kwargs.$ref);
+    assert.deepEqual(component.required, ['from', 'to']);
+    for (const name of ['from', 'to']) {
+      assert.equal(component.properties[name].$ref, '#/components/schemas/submit_geo_distance.kwargs/$defs/point');
+      assert.deepEqual(resolve(doc, component.properties[name].$ref), REGISTRY['geo.distance'].kwargs.$defs.point);
+    }
+    // a schema without refs stays inline
+    assert.deepEqual(doc.paths['/tasks/geo.distance'].post.requestBody.content['application/json'].schema.properties.args, { type: 'array', maxItems: 0 });
+    const result = await new Validator().validate(doc);
+    assert.equal(result.valid, true, JSON.stringify(result.errors, null, 2));
+  });
+});
+
 describe('task registry: strict mode', () => {
   let gw: Gw;
   before(async () => { gw = await start(true); });
@@ -241,13 +283,13 @@ describe('task registry: start-up errors', () => {
     assert.equal(loadTaskRegistry({ taskRegistryFile: '', taskRegistryStrict: false }), undefined);
     assert.throws(() => loadTaskRegistry({ taskRegistryFile: join(dir, 'absent.json'), taskRegistryStrict: false }), /TASK_REGISTRY_FILE=.*absent\.json/);
     assert.throws(() => loadConfig({ TASK_REGISTRY_STRICT: 'yes' }), /TASK_REGISTRY_STRICT="yes" is invalid/);
-    assert.equal(TaskRegistry.parse(JSON.stringify(REGISTRY), 'test', false).size, 3);
+    assert.equal(TaskRegistry.parse(JSON.stringify(REGISTRY), 'test', false).size, 4);
   });
 
   it('`celery-gateway serve` with a registry says so at start-up and serves its operations', async () => {
     const cli = runCli(['serve', '--port', '0'], { AUTH: 'none', CELERY_BROKER_URL: 'memory://', TASK_REGISTRY_FILE: registryFile, TASK_REGISTRY_STRICT: 'true' });
     try {
-      await cli.waitFor(/task registry: 3 task\(s\) from .*registry\.json, strict/);
+      await cli.waitFor(/task registry: 4 task\(s\) from .*registry\.json, strict/);
       const [, port] = await cli.waitFor(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
       const doc = await (await fetch(`http://127.0.0.1:${port}/openapi.json`)).json() as any;
       assert.ok(doc.paths['/tasks/reports.render']?.post);
