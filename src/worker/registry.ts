@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { GatewayError } from '../errors.ts';
 import type { JsonObject, TaskHeaders } from '../protocol/types.ts';
 import { parseRate } from './rate-limit.ts';
+import type { RejectOptions } from './reject.ts';
 import type { RetryOptions, RetryPolicy } from './retry.ts';
 
 /** What a handler receives after its positional arguments. */
@@ -33,6 +34,11 @@ export interface TaskContext {
    * Past maxRetries the task fails with `exc` (or MaxRetriesExceededError).
    */
   retry(options?: RetryOptions): never;
+  /**
+   * Refuse the message (Celery's `raise Reject(reason, requeue)`): throws. Nothing is stored; with late
+   * ack the message is rejected (`requeue: true` puts it back on its queue) and task-rejected is sent.
+   */
+  reject(options?: RejectOptions): never;
 }
 
 /**

@@ -8,6 +8,7 @@ import { pino, type Logger } from 'pino';
 import type { Json } from '../protocol/types.ts';
 import { SoftTimeLimitExceeded } from './errors.ts';
 import { loadTaskModule, type TaskContext } from './registry.ts';
+import { Reject, type RejectOptions } from './reject.ts';
 import { Retry, type RetryOptions } from './retry.ts';
 import { serializeError, type RunRequest, type ThreadReply } from './thread-messages.ts';
 
@@ -43,6 +44,7 @@ async function run(msg: RunRequest, handler: ((...args: unknown[]) => unknown) |
     groupId: c.groupId, headers: c.headers, hostname: c.hostname, redelivered: c.redelivered,
     signal: abort.signal,
     retry: (options?: RetryOptions) => { throw new Retry(options); },
+    reject: (options?: RejectOptions) => { throw new Reject(options); },
     get log(): Logger {
       log ??= logger.child({ task: c.name, taskId: c.id });
       return log;

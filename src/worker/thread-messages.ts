@@ -4,6 +4,7 @@
  * the same name, so `autoretryFor` by error name and the stored exception type work as in the async pool.
  */
 import type { Json, JsonObject, TaskHeaders } from '../protocol/types.ts';
+import { Reject, type RejectOptions } from './reject.ts';
 import { Retry, type RetryOptions } from './retry.ts';
 
 /** The serialisable part of a TaskContext. */
@@ -36,6 +37,8 @@ export interface SerializedError {
   excMessage?: unknown[];
   /** set when the handler asked for a retry (ctx.retry) */
   retry?: { countdown?: number; eta?: Date; maxRetries?: number; exc?: SerializedError };
+  /** set when the handler refused its message (ctx.reject) */
+  reject?: RejectOptions;
 }
 
 export type ThreadReply =
@@ -55,6 +58,10 @@ export function serializeError(err: unknown): SerializedError {
       },
     };
   }
+  if (err instanceof Reject) {
+    const { requeue, reason } = err.options;
+    return { name: err.name, message: err.message, reject: { ...(requeue !== undefined ? { requeue } : {}), ...(reason !== undefined ? { reason } : {}) } };
+  }
   if (!(err instanceof Error)) return { name: 'Error', message: typeof err === 'string' ? err : JSON.stringify(err) ?? String(err) };
   const like = err as Error & { excType?: unknown; excModule?: unknown; excMessage?: unknown };
   const out: SerializedError = { name: err.name, message: err.message };
@@ -71,6 +78,7 @@ export function deserializeError(data: SerializedError): Error {
     const options: RetryOptions = { ...rest, ...(exc ? { exc: deserializeError(exc) } : {}) };
     return new Retry(options);
   }
+  if (data.reject) return new Reject(data.reject);
   const err = new Error(data.message) as Error & Record<string, unknown>;
   Object.defineProperty(err, 'name', { value: data.name, enumerable: false, configurable: true, writable: true });
   if (data.stack !== undefined) err.stack = data.stack;

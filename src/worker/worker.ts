@@ -14,12 +14,13 @@ import { Continuation } from './continuation.ts';
 import { TaskRevoked, WorkerShutdown } from './errors.ts';
 import { execute, type Limits, type Outcome } from './executor.ts';
 import { TaskAbort } from './task-abort.ts';
+import { Reject } from './reject.ts';
 import { decideRetry, Retry, retryMessage } from './retry.ts';
 import { startRemoteControl, type ControlTarget } from './control.ts';
 import { EventDispatcher } from './events.ts';
 import { parseRate, TokenBucket } from './rate-limit.ts';
 import {
-  taskErrorFields, taskReceivedFields, taskRevokedFields, taskStartedFields, taskSucceededFields,
+  taskErrorFields, taskReceivedFields, taskRejectedFields, taskRevokedFields, taskStartedFields, taskSucceededFields,
 } from '../protocol/events.ts';
 import type { TaskContext, TaskRegistry, TaskSpec } from './registry.ts';
 
@@ -475,6 +476,9 @@ export class Worker {
           stored = children !== null && (ignore || await this.#store(message, States.SUCCESS, outcome.value, null, children.value));
           if (stored) stored = await this.#continue(message, () => this.#canvas.afterSuccess(message, outcome.value)) !== null;
         }
+      } else if (outcome.error instanceof Reject) {
+        await this.#rejectAsked(job, outcome.error, seconds);
+        return;
       } else if (await this.#retryIfAsked(job, outcome.error, seconds)) {
         return;
       } else {
@@ -493,6 +497,24 @@ export class Worker {
       if (this.#active.size === 0) this.#idle?.();
       this.#pump();
     }
+  }
+
+  /**
+   * The handler refused its message (ctx.reject), as Celery's Request.reject: no result, no canvas; an
+   * unacknowledged message is rejected (requeued or not) and task-rejected sent; an acked one is left.
+   */
+  async #rejectAsked(job: Job, error: Reject, seconds: string): Promise<void> {
+    const { task, id } = job.message.headers;
+    const requeue = error.options.requeue === true;
+    const why = error.options.reason === undefined ? '' : `: ${error.options.reason}`;
+    if (job.acked) {
+      this.#log.info({ task, taskId: id }, `Task ${task}[${id}] rejected in ${seconds}s${why} (already acked: acksLate is false)`);
+    } else {
+      this.#log.info({ task, taskId: id, requeue }, `Task ${task}[${id}] rejected in ${seconds}s${why} (${requeue ? 'requeued' : 'dropped'})`);
+      await this.#settle(() => job.delivery.reject(requeue));
+      this.#events.task('task-rejected', taskRejectedFields(id, requeue));
+    }
+    this.#processed += 1;
   }
 
   /**
@@ -549,6 +571,7 @@ export class Worker {
         return abort.signal;
       },
       retry: (options) => { throw new Retry(options); },
+      reject: (options) => { throw new Reject(options); },
       // created on first use: a child logger per task is measurable at thousands of tasks/s
       get log(): Logger {
         log ??= parent.child({ task: headers.task, taskId: headers.id });

@@ -18,7 +18,7 @@ import { RedisBroker } from '../../src/brokers/redis.ts';
 import { controlRequest, PIDBOX_EXCHANGE, REPLY_EXCHANGE } from '../../src/protocol/control.ts';
 import { buildTaskMessage } from '../../src/protocol/message.ts';
 import type { Json } from '../../src/protocol/types.ts';
-import { TaskRegistry } from '../../src/worker/registry.ts';
+import { TaskRegistry, type TaskContext } from '../../src/worker/registry.ts';
 import { Worker } from '../../src/worker/worker.ts';
 import { silentLogger } from '../support/app.ts';
 import { celeryGate, PYTHON } from '../support/python.ts';
@@ -77,7 +77,7 @@ function eventsSuite(name: string, brokerUrl: string, makeBroker: () => Broker, 
     let backend: RedisBackend;
     let worker: Worker;
     let receiver: Awaited<ReturnType<typeof startReceiver>>;
-    const ids = { ok: randomUUID(), fail: randomUUID(), quiet: randomUUID() };
+    const ids = { ok: randomUUID(), fail: randomUUID(), quiet: randomUUID(), refused: randomUUID() };
     const send = (task: string, id: string, args: Json[]) =>
       broker.publish(buildTaskMessage({ task, id, args, kwargs: {}, origin: 'test@host', replyTo: randomUUID() }, new Date()), { queue });
 
@@ -93,6 +93,7 @@ function eventsSuite(name: string, brokerUrl: string, makeBroker: () => Broker, 
         registry: new TaskRegistry().registerAll({
           'tasks.add': async (x: number, y: number) => { await sleep(5); return x + y; },
           'tasks.fail': () => { throw new TypeError('bad input'); },
+          'tasks.refuse': (ctx: TaskContext) => ctx.reject({ reason: 'poison' }),
         }),
       });
       await worker.start();
@@ -105,10 +106,11 @@ function eventsSuite(name: string, brokerUrl: string, makeBroker: () => Broker, 
       assert.deepEqual(replies.map((r) => JSON.parse(r.body)[hostname]), [{ ok: 'task events enabled' }]);
       await send('tasks.add', ids.ok, [2, 3]);
       await send('tasks.fail', ids.fail, []);
+      await send('tasks.refuse', ids.refused, []);
       assert.equal((await waitForResult(backend, ids.ok, 10_000))?.status, 'SUCCESS');
       assert.equal((await waitForResult(backend, ids.fail, 10_000))?.status, 'FAILURE');
       const has = (type: string) => receiver.events.some((e) => e.type === type);
-      await until('task-failed and a heartbeat', () => has('task-failed') && has('task-succeeded') && has('worker-heartbeat'));
+      await until('task-failed, task-rejected and a heartbeat', () => has('task-failed') && has('task-succeeded') && has('task-rejected') && has('worker-heartbeat'));
       await worker.close();
       await until('worker-offline', () => has('worker-offline'), 5000);
     });
@@ -136,7 +138,7 @@ function eventsSuite(name: string, brokerUrl: string, makeBroker: () => Broker, 
       assert.equal(typeof beat.timestamp, 'number');
       assert.ok(Math.abs(beat.timestamp - Date.now() / 1000) < 60);
       assert.equal(typeof beat.utcoffset, 'number');
-      assert.equal(worker.at(-1)?.processed, 3);
+      assert.equal(worker.at(-1)?.processed, 4);
     });
 
     it('no task events before enable_events (worker started without -E)', () => {
@@ -165,6 +167,13 @@ function eventsSuite(name: string, brokerUrl: string, makeBroker: () => Broker, 
       assert.ok(failed, receiver.events.map((e) => e.type).join());
       assert.equal(failed.exception, "TypeError('bad input')");
       assert.match(failed.traceback, /TypeError: bad input/);
+    });
+
+    it('task-rejected (requeue false) for a handler that refused its message', () => {
+      const mine = receiver.events.filter((e) => e.uuid === ids.refused);
+      assert.deepEqual(mine.map((e) => e.type), ['task-received', 'task-started', 'task-rejected']);
+      assert.equal(mine[2].requeue, false);
+      assert.equal(mine[2].hostname, hostname);
     });
   });
 }

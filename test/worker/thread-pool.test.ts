@@ -13,6 +13,7 @@ import { TaskRevoked, TimeLimitExceeded } from '../../src/worker/errors.ts';
 import type { Limits, Outcome } from '../../src/worker/executor.ts';
 import type { TaskContext } from '../../src/worker/registry.ts';
 import { Retry } from '../../src/worker/retry.ts';
+import { Reject } from '../../src/worker/reject.ts';
 import { TaskAbort } from '../../src/worker/task-abort.ts';
 import { ThreadPool, WorkerLostError } from '../../src/worker/thread-pool.ts';
 import { silentLogger } from '../support/app.ts';
@@ -26,6 +27,7 @@ function context(name: string, id = `id-${Math.random().toString(36).slice(2)}`)
     headers: { lang: 'py', task: name, id, retries: 2 } as unknown as TaskContext['headers'],
     hostname: 'node@test', redelivered: false, signal: new TaskAbort().signal, log: silentLogger,
     retry: () => { throw new Error('not here'); },
+    reject: () => { throw new Error('not here'); },
   };
 }
 
@@ -45,7 +47,7 @@ describe('ThreadPool', () => {
     assert.deepEqual(ctx.ok && ctx.value, { id: 'the-id', name: 'threads.ctx', kwargs: { k: 1 }, retries: 2, hostname: 'node@test' });
   });
 
-  it('errors keep their name, retries come back as Retry', async () => {
+  it('errors keep their name, retries come back as Retry, rejections as Reject', async () => {
     const failed = await run('threads.fail');
     assert.ok(!failed.ok);
     assert.equal((failed.error as Error).name, 'ValueError');
@@ -54,6 +56,9 @@ describe('ThreadPool', () => {
     const retried = await run('threads.retry');
     assert.ok(!retried.ok && retried.error instanceof Retry);
     assert.deepEqual((retried.error as Retry).options, { countdown: 7, maxRetries: 5 });
+    const rejected = await run('threads.reject');
+    assert.ok(!rejected.ok && rejected.error instanceof Reject);
+    assert.deepEqual((rejected.error as Reject).options, { requeue: true, reason: 'not on this worker' });
   });
 
   it('CPU-bound handlers leave the main event loop free', async () => {

@@ -10,7 +10,7 @@ import { waitForResult } from '../../src/backends/wait.ts';
 import type { Broker } from '../../src/brokers/broker.ts';
 import { PIDBOX_EXCHANGE, revokeMessage } from '../../src/protocol/control.ts';
 import { buildTaskMessage, type TaskCall } from '../../src/protocol/message.ts';
-import type { ResultMeta } from '../../src/protocol/types.ts';
+import type { JsonObject, ResultMeta } from '../../src/protocol/types.ts';
 import { TaskRegistry, type TaskContext } from '../../src/worker/registry.ts';
 import { Worker } from '../../src/worker/worker.ts';
 import { silentLogger, startGateway } from '../support/app.ts';
@@ -51,6 +51,15 @@ function registry(log: string[]): TaskRegistry {
       autoretryFor: [TypeError], maxRetries: 2, retryDelay: 0.05,
     },
     'tasks.retry_forever': (key: string, ctx: TaskContext) => { log.push(key); return ctx.retry({ countdown: 0.01, maxRetries: 1 }); },
+    // refuses its first delivery, then runs
+    'tasks.reject': (key: string, requeue: boolean, ctx: TaskContext) => {
+      log.push(key);
+      const runs = log.filter((k) => k === key).length;
+      if (runs === 1) ctx.reject({ requeue, reason: 'poison' });
+      return `ran ${runs} times`;
+    },
+    // acked when it starts: a rejection cannot requeue it
+    'tasks.reject_acked': { handler: (key: string, ctx: TaskContext) => { log.push(key); return ctx.reject({ requeue: true }); }, acksLate: false },
   });
 }
 
@@ -69,10 +78,10 @@ export function workerSuite(name: string, make: () => Promise<Adapters>): void {
     let a: Adapters;
     const log: string[] = [];
     const workers: Worker[] = [];
-    const start = async (queue: string, concurrency = 4) => {
+    const start = async (queue: string, concurrency = 4, extra: { taskEvents?: boolean } = {}) => {
       const w = new Worker({
         broker: a.broker, backend: a.backend, registry: registry(log), queues: [queue], concurrency,
-        prefetchMultiplier: 2, hostname: `test.${process.pid}@host`, logger: silentLogger, shutdownTimeout: 2,
+        prefetchMultiplier: 2, hostname: `test.${process.pid}@host`, logger: silentLogger, shutdownTimeout: 2, ...extra,
       });
       await w.start();
       workers.push(w);
@@ -251,6 +260,43 @@ export function workerSuite(name: string, make: () => Promise<Adapters>): void {
       assert.equal(meta.status, 'FAILURE');
       assert.equal((meta.result as { exc_type: string }).exc_type, 'MaxRetriesExceededError');
       assert.equal(log.filter((l) => l === `max-${q}`).length, 2);
+    });
+
+    it('ctx.reject: nothing stored, the message dropped or requeued, task-rejected sent; the worker keeps serving', async () => {
+      const q = `wq-${randomUUID()}`;
+      const events: JsonObject[] = [];
+      const stop = await a.broker.listenBroadcast('celeryev', `wq-ev-${randomUUID()}`, (m) => { events.push(JSON.parse(m.body) as JsonObject); });
+      try {
+        await start(q, 4, { taskEvents: true });
+        const dropped = call('tasks.reject', [`drop-${q}`, false]);
+        const requeued = call('tasks.reject', [`requeue-${q}`, true]);
+        await publish(q, dropped);
+        await publish(q, requeued);
+        // the requeued message is delivered again and runs
+        const meta = await result(a.backend, requeued.id);
+        assert.equal(meta.status, 'SUCCESS');
+        assert.equal(meta.result, 'ran 2 times');
+        const acked = call('tasks.reject_acked', [`acked-${q}`]);
+        await publish(q, acked);
+        const next = call('tasks.multiply', [2, 3]);
+        await publish(q, next);
+        assert.equal((await result(a.backend, next.id)).result, 6);
+        await sleep(100);
+        assert.equal(log.filter((k) => k === `acked-${q}`).length, 1, 'an acked message is not requeued');
+        // the dropped one ran once and has no outcome (STARTED at most, as in Celery)
+        assert.equal(log.filter((k) => k === `drop-${q}`).length, 1);
+        assert.ok([undefined, 'STARTED'].includes((await a.backend.get(dropped.id))?.status), JSON.stringify(await a.backend.get(dropped.id)));
+        assert.equal(await a.broker.queueLength(q), 0);
+        // events reach listenBroadcast on the memory broker (on Redis they travel on topic channels, which
+        // test/interop/events-celery.test.ts reads with Celery's own receiver)
+        if (name === 'memory') {
+          const rejected = () => events.filter((e) => e['type'] === 'task-rejected').map((e) => `${String(e['uuid'])} ${String(e['requeue'])}`).sort();
+          for (const until = Date.now() + 2000; rejected().length < 2 && Date.now() < until;) await sleep(10);
+          assert.deepEqual(rejected(), [`${dropped.id} false`, `${requeued.id} true`].sort());
+        }
+      } finally {
+        await stop();
+      }
     });
 
     it('obeys a pidbox revoke with terminate: the running handler is aborted and REVOKED is stored', async () => {
