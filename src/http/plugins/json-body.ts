@@ -19,12 +19,19 @@ export function parseJsonBody(_request: FastifyRequest, body: string | Buffer, d
   let value: unknown;
   try {
     value = sjson.parse(text, undefined, OPTIONS);
-  } catch (err) {
-    const reason = (err as Error).message;
-    done(new GatewayError('GW_ERR_BAD_JSON', /forbidden (prototype|constructor)/.test(reason)
-      ? 'the body holds a "__proto__" key or a "constructor" key with "prototype", refused as prototype poisoning'
-      : `the body is not valid JSON: ${reason}`));
+  } catch {
+    done(new GatewayError('GW_ERR_BAD_JSON', refusal(text)));
     return;
   }
   done(null, value);
+}
+
+/** Why a body was refused, worked out on the refusal path only: JSON.parse's reason, else the poisoning. */
+function refusal(text: string): string {
+  try {
+    JSON.parse(text);
+  } catch (err) {
+    return `the body is not valid JSON: ${(err as Error).message}`;
+  }
+  return 'the body holds a "__proto__" key or a "constructor" key with "prototype", refused as prototype poisoning';
 }
