@@ -21,6 +21,9 @@ export function pendingView(id: string): ResultView {
   return { id, state: States.PENDING, ready: false, result: null, error: null, worker: null, date_done: null, children: [], parent_id: null, group_id: null };
 }
 
+/** Celery's own states (celery.states.ALL_STATES); any other is a task's custom state. */
+const BUILTIN_STATES: ReadonlySet<string> = new Set([...Object.values(States), 'REJECTED', 'IGNORED']);
+
 export function resultView(id: string, meta: ResultMeta): ResultView {
   const state = meta.status;
   const isError = state === States.FAILURE || state === States.REVOKED || state === States.RETRY;
@@ -33,7 +36,8 @@ export function resultView(id: string, meta: ResultMeta): ResultView {
     id,
     state,
     ready: READY_STATES.has(state),
-    result: state === States.SUCCESS ? meta.result : null,
+    // a custom state's meta (a task's update_state, e.g. PROGRESS) is what it has to say, as AsyncResult.info
+    result: state === States.SUCCESS || !BUILTIN_STATES.has(state) ? meta.result : null,
     error: isError ? describeError(meta.result, meta.traceback) : null,
     worker,
     date_done: meta.date_done ?? null,

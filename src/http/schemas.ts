@@ -95,7 +95,7 @@ export const resultSchema = {
     id: { type: 'string' },
     state: { type: 'string', description: 'PENDING, STARTED, RETRY, SUCCESS, FAILURE, REVOKED or a custom state' },
     ready: { type: 'boolean', description: 'true for SUCCESS, FAILURE and REVOKED: the state will not change' },
-    result: { description: 'The return value (SUCCESS), else null' },
+    result: { description: "The return value (SUCCESS), the meta of a custom state (a task's update_state, e.g. PROGRESS with {current, total}), else null" },
     error: {
       type: ['object', 'null'],
       description: 'The exception for FAILURE, RETRY and REVOKED',

@@ -39,6 +39,13 @@ export interface TaskContext {
    * ack the message is rejected (`requeue: true` puts it back on its queue) and task-rejected is sent.
    */
   reject(options?: RejectOptions): never;
+  /**
+   * Store a state of this task while it runs (Celery's `self.update_state(state=..., meta=...)`), e.g.
+   * `ctx.updateState('PROGRESS', { current: 3, total: 10 })`: GET /results and a Python AsyncResult show
+   * it until the outcome replaces it. `meta` must be JSON (throws otherwise). Best effort: resolves
+   * once stored, or once the failure to store it is logged.
+   */
+  updateState(state: string, meta?: unknown): Promise<void>;
 }
 
 /**

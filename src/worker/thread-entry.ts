@@ -10,7 +10,7 @@ import { SoftTimeLimitExceeded } from './errors.ts';
 import { loadTaskModule, type TaskContext } from './registry.ts';
 import { Reject, type RejectOptions } from './reject.ts';
 import { Retry, type RetryOptions } from './retry.ts';
-import { serializeError, type RunRequest, type ThreadReply } from './thread-messages.ts';
+import { serializeError, stateMeta, type RunRequest, type ThreadReply } from './thread-messages.ts';
 
 const port = parentPort;
 if (!port) throw new Error('thread-entry.ts runs in a worker thread');
@@ -45,6 +45,10 @@ async function run(msg: RunRequest, handler: ((...args: unknown[]) => unknown) |
     signal: abort.signal,
     retry: (options?: RetryOptions) => { throw new Retry(options); },
     reject: (options?: RejectOptions) => { throw new Reject(options); },
+    updateState: (state: string, meta?: unknown) => {
+      send({ type: 'state', state, meta: stateMeta(state, meta) });
+      return Promise.resolve();
+    },
     get log(): Logger {
       log ??= logger.child({ task: c.name, taskId: c.id });
       return log;

@@ -7,6 +7,12 @@ import type { Json, JsonObject, TaskHeaders } from '../protocol/types.ts';
 import { Reject, type RejectOptions } from './reject.ts';
 import { Retry, type RetryOptions } from './retry.ts';
 
+/** A custom state's meta as JSON (throws a TypeError for what JSON cannot hold, e.g. a BigInt). */
+export function stateMeta(state: unknown, meta: unknown): Json {
+  if (typeof state !== 'string' || state === '') throw new TypeError('updateState needs a state name, e.g. "PROGRESS"');
+  return meta === undefined ? null : JSON.parse(JSON.stringify(meta) ?? 'null') as Json;
+}
+
 /** The serialisable part of a TaskContext. */
 export interface ThreadContext {
   id: string;
@@ -45,7 +51,9 @@ export type ThreadReply =
   | { type: 'ready' }
   | { type: 'load-failed'; error: SerializedError }
   | { type: 'done'; ok: true; value: Json; runtimeMs: number }
-  | { type: 'done'; ok: false; error: SerializedError; runtimeMs: number };
+  | { type: 'done'; ok: false; error: SerializedError; runtimeMs: number }
+  /** ctx.updateState in a thread: stored by the main thread, the run goes on */
+  | { type: 'state'; state: string; meta: Json };
 
 export function serializeError(err: unknown): SerializedError {
   if (err instanceof Retry) {

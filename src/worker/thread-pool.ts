@@ -45,6 +45,8 @@ interface Slot {
   busy: ((reply: ThreadReply | { type: 'lost'; error: Error }) => void) | null;
   /** we terminated it (its replacement is already on the way) */
   terminated?: boolean;
+  /** the run in progress asked to store a state (ctx.updateState) */
+  onState?: ((state: string, meta: Json) => void) | undefined;
 }
 
 const BOOT = new URL('./thread-boot.mjs', import.meta.url);
@@ -91,6 +93,8 @@ export class ThreadPool {
           resolve(slot);
         } else if (reply.type === 'load-failed') {
           reject(deserializeError(reply.error));
+        } else if (reply.type === 'state') {
+          slot.onState?.(reply.state, reply.meta);
         } else {
           const settle = slot.busy;
           slot.busy = null;
@@ -146,6 +150,7 @@ export class ThreadPool {
     try {
       const reply = await new Promise<ThreadReply | { type: 'lost'; error: Error }>((resolve) => {
         slot.busy = resolve;
+        slot.onState = (state, meta) => { void ctx.updateState(state, meta); };
         timers = limitTimers(abort, limits);
         abort.listen((reason) => {
           if (!abort.stopped) {
@@ -181,6 +186,7 @@ export class ThreadPool {
       if (reply.ok) return { ok: true, value: reply.value, runtimeMs: reply.runtimeMs };
       return { ok: false, error: deserializeError(reply.error), runtimeMs: reply.runtimeMs };
     } finally {
+      slot.onState = undefined;
       abort.listen(undefined);
       for (const timer of timers) clearTimeout(timer);
       if (!slot.terminated && this.#all.has(slot)) this.#release(slot);

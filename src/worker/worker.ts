@@ -15,6 +15,7 @@ import { TaskRevoked, WorkerShutdown } from './errors.ts';
 import { execute, type Limits, type Outcome } from './executor.ts';
 import { TaskAbort } from './task-abort.ts';
 import { Reject } from './reject.ts';
+import { stateMeta } from './thread-messages.ts';
 import { decideRetry, Retry, retryMessage } from './retry.ts';
 import { startRemoteControl, type ControlTarget } from './control.ts';
 import { EventDispatcher } from './events.ts';
@@ -572,6 +573,12 @@ export class Worker {
       },
       retry: (options) => { throw new Retry(options); },
       reject: (options) => { throw new Reject(options); },
+      // throws at once for a bad state or meta; the promise itself never rejects (a handler may not await it)
+      updateState: (state, meta) => {
+        const json = stateMeta(state, meta);
+        const fail = (err?: unknown): void => { this.#log.warn({ err, task: headers.task, taskId: headers.id, state }, 'could not store the state asked by updateState'); };
+        return this.#store(job.message, state, json).then((stored) => { if (!stored) fail(); }, fail);
+      },
       // created on first use: a child logger per task is measurable at thousands of tasks/s
       get log(): Logger {
         log ??= parent.child({ task: headers.task, taskId: headers.id });

@@ -84,6 +84,7 @@ describe('gateway → Redis → real Python Celery worker', { skip }, () => {
 
 describe('real Python Celery client → Redis → our Node worker', { skip }, () => {
   const queue = `interop-node-${tag}`;
+  let releaseProgress: (() => void) | undefined;
   let worker: Worker;
   let broker: RedisBroker;
   let backend: RedisBackend;
@@ -100,6 +101,11 @@ describe('real Python Celery client → Redis → our Node worker', { skip }, ()
       'tasks.fail': () => { throw new TsWorkerError('it broke in node'); },
       'tasks.type_error': () => { throw new TypeError('wrong type'); },
       'tasks.retry_once': (value: number, ctx: TaskContext) => (ctx.retries === 0 ? ctx.retry({ countdown: 2, exc: new Error('transient') }) : value),
+      'tasks.progress': async (ctx: TaskContext) => {
+        await ctx.updateState('PROGRESS', { current: 1, total: 2 });
+        await new Promise<void>((resolve) => { releaseProgress = resolve; });
+        return 'done';
+      },
     });
     worker = new Worker({ broker, backend, registry, queues: [queue], concurrency: 4, prefetchMultiplier: 4, hostname: `interop.${process.pid}@test`, logger: silentLogger, shutdownTimeout: 5 });
     await worker.start();
@@ -115,6 +121,20 @@ describe('real Python Celery client → Redis → our Node worker', { skip }, ()
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.equal(r.json.state, 'SUCCESS');
     assert.equal(r.json.result, 5);
+  });
+
+  it("AsyncResult shows a handler's custom state (ctx.updateState) with its meta, then the outcome", async () => {
+    const id = `progress-${tag}`;
+    const sent = await runCeleryClient(['send', 'tasks.progress', '--queue', queue, '--task-id', id, '--no-wait'], urls);
+    assert.equal(sent.code, 0, sent.stdout + sent.stderr);
+    let state = await runCeleryClient(['state', id], urls);
+    for (const until = Date.now() + 20_000; state.json?.state !== 'PROGRESS' && Date.now() < until;) state = await runCeleryClient(['state', id], urls);
+    assert.equal(state.json.state, 'PROGRESS', state.stdout + state.stderr);
+    assert.deepEqual(state.json.meta.result, { current: 1, total: 2 });
+    releaseProgress?.();
+    const done = await runCeleryClient(['get', id, '--timeout', '20'], urls);
+    assert.equal(done.json.state, 'SUCCESS', done.stdout + done.stderr);
+    assert.equal(done.json.result, 'done');
   });
 
   it('receives args and kwargs as Python sent them', async () => {

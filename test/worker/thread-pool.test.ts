@@ -21,6 +21,9 @@ import { silentLogger } from '../support/app.ts';
 const MODULE = new URL('../fixtures/tasks/thread-tasks.ts', import.meta.url).pathname;
 const NO_LIMITS: Limits = { hard: null, soft: null };
 
+/** the states each task id asked to store through ctx.updateState */
+const states = new Map<string, [string, unknown][]>();
+
 function context(name: string, id = `id-${Math.random().toString(36).slice(2)}`): TaskContext {
   return {
     id, name, kwargs: { k: 1 }, retries: 2, rootId: null, parentId: null, groupId: null,
@@ -28,6 +31,7 @@ function context(name: string, id = `id-${Math.random().toString(36).slice(2)}`)
     hostname: 'node@test', redelivered: false, signal: new TaskAbort().signal, log: silentLogger,
     retry: () => { throw new Error('not here'); },
     reject: () => { throw new Error('not here'); },
+    updateState: async (state, meta) => { states.set(id, [...(states.get(id) ?? []), [state, meta]]); },
   };
 }
 
@@ -59,6 +63,15 @@ describe('ThreadPool', () => {
     const rejected = await run('threads.reject');
     assert.ok(!rejected.ok && rejected.error instanceof Reject);
     assert.deepEqual((rejected.error as Reject).options, { requeue: true, reason: 'not on this worker' });
+  });
+
+  it('ctx.updateState in a thread reaches the main thread as JSON, in order, before the outcome', async () => {
+    const out = await pool.run('threads.progress', [3], context('threads.progress', 'progress-id'), new TaskAbort(), NO_LIMITS);
+    assert.deepEqual(out.ok && out.value, 'done');
+    assert.deepEqual(states.get('progress-id'), [['PROGRESS', { current: 1, total: 3 }], ['PROGRESS', { current: 2, total: 3 }], ['PROGRESS', { current: 3, total: 3 }]]);
+    // meta that is not JSON fails the run at once, in the thread
+    const bad = await run('threads.progress_bigint');
+    assert.ok(!bad.ok && (bad.error as Error).name === 'TypeError', String(!bad.ok && bad.error));
   });
 
   it('CPU-bound handlers leave the main event loop free', async () => {

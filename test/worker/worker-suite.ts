@@ -22,6 +22,9 @@ export interface Adapters {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** gates a running tasks.progress waits on: open one to let it finish */
+const gates = new Map<string, () => void>();
+
 function registry(log: string[]): TaskRegistry {
   return new TaskRegistry().registerAll({
     'tasks.multiply': (x: number, y: number) => x * y,
@@ -57,6 +60,12 @@ function registry(log: string[]): TaskRegistry {
       const runs = log.filter((k) => k === key).length;
       if (runs === 1) ctx.reject({ requeue, reason: 'poison' });
       return `ran ${runs} times`;
+    },
+    'tasks.progress': async (gate: string, ctx: TaskContext) => {
+      await ctx.updateState('PROGRESS', { current: 1, total: 2 });
+      await new Promise<void>((resolve) => gates.set(gate, resolve));
+      await ctx.updateState('PROGRESS', { current: 2, total: 2 });
+      return 'done';
     },
     // acked when it starts: a rejection cannot requeue it
     'tasks.reject_acked': { handler: (key: string, ctx: TaskContext) => { log.push(key); return ctx.reject({ requeue: true }); }, acksLate: false },
@@ -260,6 +269,35 @@ export function workerSuite(name: string, make: () => Promise<Adapters>): void {
       assert.equal(meta.status, 'FAILURE');
       assert.equal((meta.result as { exc_type: string }).exc_type, 'MaxRetriesExceededError');
       assert.equal(log.filter((l) => l === `max-${q}`).length, 2);
+    });
+
+    it('ctx.updateState stores a custom state with its meta, which GET /results shows until the outcome', async () => {
+      const q = `wq-${randomUUID()}`;
+      const gate = `gate-${q}`;
+      const c = call('tasks.progress', [gate]);
+      const seen: [string, unknown][] = [];
+      const unlisten = await a.backend.listen(c.id, (m) => seen.push([m.status, m.result]));
+      await start(q);
+      const gw = await startGateway({ broker: a.broker, backend: a.backend });
+      try {
+        await publish(q, c);
+        for (const until = Date.now() + 5000; !gates.has(gate) && Date.now() < until;) await sleep(10);
+        const running = await gw.get(`/results/${c.id}`);
+        assert.equal(running.json.state, 'PROGRESS');
+        assert.equal(running.json.ready, false);
+        assert.deepEqual(running.json.result, { current: 1, total: 2 });
+        gates.get(gate)?.();
+        const meta = await result(a.backend, c.id);
+        assert.equal(meta.status, 'SUCCESS');
+        assert.equal(meta.result, 'done');
+        for (const until = Date.now() + 2000; seen.length < 4 && Date.now() < until;) await sleep(10);
+        assert.deepEqual(seen.map(([status]) => status), ['STARTED', 'PROGRESS', 'PROGRESS', 'SUCCESS']);
+        assert.deepEqual(seen[2]?.[1], { current: 2, total: 2 });
+      } finally {
+        unlisten();
+        gates.get(gate)?.();
+        await gw.app.close();
+      }
     });
 
     it('ctx.reject: nothing stored, the message dropped or requeued, task-rejected sent; the worker keeps serving', async () => {
