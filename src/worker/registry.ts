@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { GatewayError } from '../errors.ts';
 import type { JsonObject, TaskHeaders } from '../protocol/types.ts';
 import { parseRate } from './rate-limit.ts';
-import type { RejectOptions } from './reject.ts';
+import type { RejectOptions } from './early-exits.ts';
 import type { RetryOptions, RetryPolicy } from './retry.ts';
 
 /** What a handler receives after its positional arguments. */
@@ -39,6 +39,11 @@ export interface TaskContext {
    * ack the message is rejected (`requeue: true` puts it back on its queue) and task-rejected is sent.
    */
   reject(options?: RejectOptions): never;
+  /**
+   * End the run without an outcome (Celery's `raise Ignore()`): throws; the message is acked and nothing
+   * is stored, so a state set with updateState (e.g. a custom final state) stays what pollers see.
+   */
+  ignore(): never;
   /**
    * Store a state of this task while it runs (Celery's `self.update_state(state=..., meta=...)`), e.g.
    * `ctx.updateState('PROGRESS', { current: 3, total: 10 })`: GET /results and a Python AsyncResult show

@@ -8,7 +8,7 @@ import { pino, type Logger } from 'pino';
 import type { Json } from '../protocol/types.ts';
 import { SoftTimeLimitExceeded } from './errors.ts';
 import { loadTaskModule, type TaskContext } from './registry.ts';
-import { Reject, type RejectOptions } from './reject.ts';
+import { Ignore, Reject, type RejectOptions } from './early-exits.ts';
 import { Retry, type RetryOptions } from './retry.ts';
 import { serializeError, stateMeta, type RunRequest, type ThreadReply } from './thread-messages.ts';
 
@@ -45,6 +45,7 @@ async function run(msg: RunRequest, handler: ((...args: unknown[]) => unknown) |
     signal: abort.signal,
     retry: (options?: RetryOptions) => { throw new Retry(options); },
     reject: (options?: RejectOptions) => { throw new Reject(options); },
+    ignore: () => { throw new Ignore(); },
     updateState: (state: string, meta?: unknown) => {
       send({ type: 'state', state, meta: stateMeta(state, meta) });
       return Promise.resolve();

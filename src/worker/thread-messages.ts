@@ -4,7 +4,7 @@
  * the same name, so `autoretryFor` by error name and the stored exception type work as in the async pool.
  */
 import type { Json, JsonObject, TaskHeaders } from '../protocol/types.ts';
-import { Reject, type RejectOptions } from './reject.ts';
+import { Ignore, Reject, type RejectOptions } from './early-exits.ts';
 import { Retry, type RetryOptions } from './retry.ts';
 
 /** A custom state's meta as JSON (throws a TypeError for what JSON cannot hold, e.g. a BigInt). */
@@ -45,6 +45,8 @@ export interface SerializedError {
   retry?: { countdown?: number; eta?: Date; maxRetries?: number; exc?: SerializedError };
   /** set when the handler refused its message (ctx.reject) */
   reject?: RejectOptions;
+  /** set when the handler ended without an outcome (ctx.ignore) */
+  ignore?: true;
 }
 
 export type ThreadReply =
@@ -66,6 +68,7 @@ export function serializeError(err: unknown): SerializedError {
       },
     };
   }
+  if (err instanceof Ignore) return { name: err.name, message: err.message, ignore: true };
   if (err instanceof Reject) {
     const { requeue, reason } = err.options;
     return { name: err.name, message: err.message, reject: { ...(requeue !== undefined ? { requeue } : {}), ...(reason !== undefined ? { reason } : {}) } };
@@ -87,6 +90,7 @@ export function deserializeError(data: SerializedError): Error {
     return new Retry(options);
   }
   if (data.reject) return new Reject(data.reject);
+  if (data.ignore) return new Ignore();
   const err = new Error(data.message) as Error & Record<string, unknown>;
   Object.defineProperty(err, 'name', { value: data.name, enumerable: false, configurable: true, writable: true });
   if (data.stack !== undefined) err.stack = data.stack;

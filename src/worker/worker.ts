@@ -14,7 +14,7 @@ import { Continuation } from './continuation.ts';
 import { TaskRevoked, WorkerShutdown } from './errors.ts';
 import { execute, type Limits, type Outcome } from './executor.ts';
 import { TaskAbort } from './task-abort.ts';
-import { Reject } from './reject.ts';
+import { Ignore, Reject } from './early-exits.ts';
 import { stateMeta } from './thread-messages.ts';
 import { decideRetry, Retry, retryMessage } from './retry.ts';
 import { startRemoteControl, type ControlTarget } from './control.ts';
@@ -480,6 +480,10 @@ export class Worker {
       } else if (outcome.error instanceof Reject) {
         await this.#rejectAsked(job, outcome.error, seconds);
         return;
+      } else if (outcome.error instanceof Ignore) {
+        // Celery's Ignore: ack, store nothing, no event
+        this.#log.info({ task, taskId: id }, `Task ${task}[${id}] ignored in ${seconds}s`);
+        stored = true;
       } else if (await this.#retryIfAsked(job, outcome.error, seconds)) {
         return;
       } else {
@@ -573,6 +577,7 @@ export class Worker {
       },
       retry: (options) => { throw new Retry(options); },
       reject: (options) => { throw new Reject(options); },
+      ignore: () => { throw new Ignore(); },
       // throws at once for a bad state or meta; the promise itself never rejects (a handler may not await it)
       updateState: (state, meta) => {
         const json = stateMeta(state, meta);

@@ -13,7 +13,7 @@ import { TaskRevoked, TimeLimitExceeded } from '../../src/worker/errors.ts';
 import type { Limits, Outcome } from '../../src/worker/executor.ts';
 import type { TaskContext } from '../../src/worker/registry.ts';
 import { Retry } from '../../src/worker/retry.ts';
-import { Reject } from '../../src/worker/reject.ts';
+import { Ignore, Reject } from '../../src/worker/early-exits.ts';
 import { TaskAbort } from '../../src/worker/task-abort.ts';
 import { ThreadPool, WorkerLostError } from '../../src/worker/thread-pool.ts';
 import { silentLogger } from '../support/app.ts';
@@ -31,6 +31,7 @@ function context(name: string, id = `id-${Math.random().toString(36).slice(2)}`)
     hostname: 'node@test', redelivered: false, signal: new TaskAbort().signal, log: silentLogger,
     retry: () => { throw new Error('not here'); },
     reject: () => { throw new Error('not here'); },
+    ignore: () => { throw new Error('not here'); },
     updateState: async (state, meta) => { states.set(id, [...(states.get(id) ?? []), [state, meta]]); },
   };
 }
@@ -51,7 +52,7 @@ describe('ThreadPool', () => {
     assert.deepEqual(ctx.ok && ctx.value, { id: 'the-id', name: 'threads.ctx', kwargs: { k: 1 }, retries: 2, hostname: 'node@test' });
   });
 
-  it('errors keep their name, retries come back as Retry, rejections as Reject', async () => {
+  it('errors keep their name, retries come back as Retry, rejections as Reject, ignore as Ignore', async () => {
     const failed = await run('threads.fail');
     assert.ok(!failed.ok);
     assert.equal((failed.error as Error).name, 'ValueError');
@@ -63,6 +64,8 @@ describe('ThreadPool', () => {
     const rejected = await run('threads.reject');
     assert.ok(!rejected.ok && rejected.error instanceof Reject);
     assert.deepEqual((rejected.error as Reject).options, { requeue: true, reason: 'not on this worker' });
+    const ignored = await run('threads.ignore');
+    assert.ok(!ignored.ok && ignored.error instanceof Ignore);
   });
 
   it('ctx.updateState in a thread reaches the main thread as JSON, in order, before the outcome', async () => {

@@ -67,6 +67,12 @@ function registry(log: string[]): TaskRegistry {
       await ctx.updateState('PROGRESS', { current: 2, total: 2 });
       return 'done';
     },
+    // sets its own final state, then ends without an outcome
+    'tasks.skip': async (key: string, ctx: TaskContext) => {
+      log.push(key);
+      await ctx.updateState('SKIPPED', { why: 'nothing to do' });
+      return ctx.ignore();
+    },
     // acked when it starts: a rejection cannot requeue it
     'tasks.reject_acked': { handler: (key: string, ctx: TaskContext) => { log.push(key); return ctx.reject({ requeue: true }); }, acksLate: false },
   });
@@ -296,6 +302,27 @@ export function workerSuite(name: string, make: () => Promise<Adapters>): void {
       } finally {
         unlisten();
         gates.get(gate)?.();
+        await gw.app.close();
+      }
+    });
+
+    it('ctx.ignore: acked, nothing stored over the state the handler set, the worker keeps serving', async () => {
+      const q = `wq-${randomUUID()}`;
+      await start(q);
+      const gw = await startGateway({ broker: a.broker, backend: a.backend });
+      try {
+        const c = call('tasks.skip', [`skip-${q}`]);
+        await publish(q, c);
+        const next = call('tasks.multiply', [3, 3]);
+        await publish(q, next);
+        assert.equal((await result(a.backend, next.id)).result, 9);
+        await sleep(100);
+        const res = await gw.get(`/results/${c.id}`);
+        assert.equal(res.json.state, 'SKIPPED');
+        assert.deepEqual(res.json.result, { why: 'nothing to do' });
+        assert.equal(log.filter((k) => k === `skip-${q}`).length, 1, 'acked: not run again');
+        assert.equal(await a.broker.queueLength(q), 0);
+      } finally {
         await gw.app.close();
       }
     });
