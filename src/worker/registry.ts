@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.ts';
-import type { JsonObject, TaskHeaders } from '../protocol/types.ts';
+import type { Json, JsonObject, TaskHeaders } from '../protocol/types.ts';
 import { parseRate } from './rate-limit.ts';
 import type { RejectOptions } from './early-exits.ts';
 import type { RetryOptions, RetryPolicy } from './retry.ts';
@@ -51,6 +51,12 @@ export interface TaskContext {
    * once stored, or once the failure to store it is logged.
    */
   updateState(state: string, meta?: unknown): Promise<void>;
+}
+
+/** A custom state's meta as JSON (throws a TypeError for what JSON cannot hold, e.g. a BigInt). */
+export function stateMeta(state: unknown, meta: unknown): Json {
+  if (typeof state !== 'string' || state === '') throw new TypeError('updateState needs a state name, e.g. "PROGRESS"');
+  return meta === undefined ? null : JSON.parse(JSON.stringify(meta) ?? 'null') as Json;
 }
 
 /**

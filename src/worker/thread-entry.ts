@@ -7,10 +7,10 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { pino, type Logger } from 'pino';
 import type { Json } from '../protocol/types.ts';
 import { SoftTimeLimitExceeded } from './errors.ts';
-import { loadTaskModule, type TaskContext } from './registry.ts';
+import { loadTaskModule, stateMeta, type TaskContext } from './registry.ts';
 import { Ignore, Reject, type RejectOptions } from './early-exits.ts';
 import { Retry, type RetryOptions } from './retry.ts';
-import { serializeError, stateMeta, type RunRequest, type ThreadReply } from './thread-messages.ts';
+import { serializeError, type RunRequest, type ThreadReply } from './thread-messages.ts';
 
 const port = parentPort;
 if (!port) throw new Error('thread-entry.ts runs in a worker thread');

@@ -7,12 +7,6 @@ import type { Json, JsonObject, TaskHeaders } from '../protocol/types.ts';
 import { Ignore, Reject, type RejectOptions } from './early-exits.ts';
 import { Retry, type RetryOptions } from './retry.ts';
 
-/** A custom state's meta as JSON (throws a TypeError for what JSON cannot hold, e.g. a BigInt). */
-export function stateMeta(state: unknown, meta: unknown): Json {
-  if (typeof state !== 'string' || state === '') throw new TypeError('updateState needs a state name, e.g. "PROGRESS"');
-  return meta === undefined ? null : JSON.parse(JSON.stringify(meta) ?? 'null') as Json;
-}
-
 /** The serialisable part of a TaskContext. */
 export interface ThreadContext {
   id: string;

@@ -15,7 +15,6 @@ import { TaskRevoked, WorkerShutdown } from './errors.ts';
 import { execute, type Limits, type Outcome } from './executor.ts';
 import { TaskAbort } from './task-abort.ts';
 import { Ignore, Reject } from './early-exits.ts';
-import { stateMeta } from './thread-messages.ts';
 import { decideRetry, Retry, retryMessage } from './retry.ts';
 import { startRemoteControl, type ControlTarget } from './control.ts';
 import { EventDispatcher } from './events.ts';
@@ -23,7 +22,7 @@ import { parseRate, TokenBucket } from './rate-limit.ts';
 import {
   taskErrorFields, taskReceivedFields, taskRejectedFields, taskRevokedFields, taskStartedFields, taskSucceededFields,
 } from '../protocol/events.ts';
-import type { TaskContext, TaskRegistry, TaskSpec } from './registry.ts';
+import { stateMeta, type TaskContext, type TaskRegistry, type TaskSpec } from './registry.ts';
 
 /** Where handlers run instead of this thread (`--pool threads`: src/worker/thread-pool.ts). */
 export interface TaskPool {
