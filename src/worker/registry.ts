@@ -7,8 +7,8 @@ import type { Logger } from 'pino';
 import { GatewayError } from '../errors.ts';
 import type { Json, JsonObject, TaskHeaders } from '../protocol/types.ts';
 import { parseRate } from './rate-limit.ts';
-import type { RejectOptions } from './early-exits.ts';
-import type { RetryOptions, RetryPolicy } from './retry.ts';
+import { Ignore, Reject, type RejectOptions } from './errors.ts';
+import { Retry, type RetryOptions, type RetryPolicy } from './retry.ts';
 
 /** What a handler receives after its positional arguments. */
 export interface TaskContext {
@@ -52,6 +52,13 @@ export interface TaskContext {
    */
   updateState(state: string, meta?: unknown): Promise<void>;
 }
+
+/** The TaskContext methods that end a run by throwing: the same in the main thread and in a pool thread. */
+export const contextExits: Pick<TaskContext, 'retry' | 'reject' | 'ignore'> = {
+  retry: (options) => { throw new Retry(options); },
+  reject: (options) => { throw new Reject(options); },
+  ignore: () => { throw new Ignore(); },
+};
 
 /** A custom state's meta as JSON (throws a TypeError for what JSON cannot hold, e.g. a BigInt). */
 export function stateMeta(state: unknown, meta: unknown): Json {

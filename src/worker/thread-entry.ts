@@ -7,9 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { pino, type Logger } from 'pino';
 import type { Json } from '../protocol/types.ts';
 import { SoftTimeLimitExceeded } from './errors.ts';
-import { loadTaskModule, stateMeta, type TaskContext } from './registry.ts';
-import { Ignore, Reject, type RejectOptions } from './early-exits.ts';
-import { Retry, type RetryOptions } from './retry.ts';
+import { contextExits, loadTaskModule, stateMeta, type TaskContext } from './registry.ts';
 import { serializeError, type RunRequest, type ThreadReply } from './thread-messages.ts';
 
 const port = parentPort;
@@ -43,9 +41,7 @@ async function run(msg: RunRequest, handler: ((...args: unknown[]) => unknown) |
     id: c.id, name: c.name, kwargs: c.kwargs, retries: c.retries, rootId: c.rootId, parentId: c.parentId,
     groupId: c.groupId, headers: c.headers, hostname: c.hostname, redelivered: c.redelivered,
     signal: abort.signal,
-    retry: (options?: RetryOptions) => { throw new Retry(options); },
-    reject: (options?: RejectOptions) => { throw new Reject(options); },
-    ignore: () => { throw new Ignore(); },
+    ...contextExits,
     updateState: (state: string, meta?: unknown) => {
       send({ type: 'state', state, meta: stateMeta(state, meta) });
       return Promise.resolve();

@@ -4,7 +4,7 @@
  * the same name, so `autoretryFor` by error name and the stored exception type work as in the async pool.
  */
 import type { Json, JsonObject, TaskHeaders } from '../protocol/types.ts';
-import { Ignore, Reject, type RejectOptions } from './early-exits.ts';
+import { Ignore, Reject, type RejectOptions } from './errors.ts';
 import { Retry, type RetryOptions } from './retry.ts';
 
 /** The serialisable part of a TaskContext. */

@@ -11,18 +11,17 @@ import { saferepr } from '../protocol/repr.ts';
 import { parseIsoDate } from '../protocol/time.ts';
 import { States, type Json, type JsonObject, type ResultMeta, type TaskMessage } from '../protocol/types.ts';
 import { Continuation } from './continuation.ts';
-import { TaskRevoked, WorkerShutdown } from './errors.ts';
+import { Ignore, Reject, TaskRevoked, WorkerShutdown } from './errors.ts';
 import { execute, type Limits, type Outcome } from './executor.ts';
 import { TaskAbort } from './task-abort.ts';
-import { Ignore, Reject } from './early-exits.ts';
-import { decideRetry, Retry, retryMessage } from './retry.ts';
+import { decideRetry, retryMessage } from './retry.ts';
 import { startRemoteControl, type ControlTarget } from './control.ts';
 import { EventDispatcher } from './events.ts';
 import { parseRate, TokenBucket } from './rate-limit.ts';
 import {
   taskErrorFields, taskReceivedFields, taskRejectedFields, taskRevokedFields, taskStartedFields, taskSucceededFields,
 } from '../protocol/events.ts';
-import { stateMeta, type TaskContext, type TaskRegistry, type TaskSpec } from './registry.ts';
+import { contextExits, stateMeta, type TaskContext, type TaskRegistry, type TaskSpec } from './registry.ts';
 
 /** Where handlers run instead of this thread (`--pool threads`: src/worker/thread-pool.ts). */
 export interface TaskPool {
@@ -574,9 +573,7 @@ export class Worker {
       get signal(): AbortSignal {
         return abort.signal;
       },
-      retry: (options) => { throw new Retry(options); },
-      reject: (options) => { throw new Reject(options); },
-      ignore: () => { throw new Ignore(); },
+      ...contextExits,
       // throws at once for a bad state or meta; the promise itself never rejects (a handler may not await it)
       updateState: (state, meta) => {
         const json = stateMeta(state, meta);

@@ -13,7 +13,7 @@ import { TaskRevoked, TimeLimitExceeded } from '../../src/worker/errors.ts';
 import type { Limits, Outcome } from '../../src/worker/executor.ts';
 import type { TaskContext } from '../../src/worker/registry.ts';
 import { Retry } from '../../src/worker/retry.ts';
-import { Ignore, Reject } from '../../src/worker/early-exits.ts';
+import { Ignore, Reject } from '../../src/worker/errors.ts';
 import { TaskAbort } from '../../src/worker/task-abort.ts';
 import { ThreadPool, WorkerLostError } from '../../src/worker/thread-pool.ts';
 import { silentLogger } from '../support/app.ts';
