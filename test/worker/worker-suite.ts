@@ -13,7 +13,7 @@ import { buildTaskMessage, type TaskCall } from '../../src/protocol/message.ts';
 import type { JsonObject, ResultMeta } from '../../src/protocol/types.ts';
 import { TaskRegistry, type TaskContext } from '../../src/worker/registry.ts';
 import { Worker } from '../../src/worker/worker.ts';
-import { silentLogger, startGateway } from '../support/app.ts';
+import { silentLogger, startGateway, type TestGateway } from '../support/app.ts';
 
 export interface Adapters {
   broker: Broker;
@@ -21,6 +21,11 @@ export interface Adapters {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Poll `done` every 10 ms until it holds or `ms` pass (the assertion after it says what was expected). */
+async function until(done: () => boolean, ms = 2000): Promise<void> {
+  for (const end = Date.now() + ms; !done() && Date.now() < end;) await sleep(10);
+}
 
 /** gates a running tasks.progress waits on: open one to let it finish */
 const gates = new Map<string, () => void>();
@@ -103,6 +108,15 @@ export function workerSuite(name: string, make: () => Promise<Adapters>): void {
       return w;
     };
     const publish = (queue: string, c: TaskCall) => a.broker.publish(buildTaskMessage(c, new Date()), { queue });
+    /** a gateway on the same adapters for the length of `use` */
+    const withGateway = async (use: (gw: TestGateway) => Promise<void>): Promise<void> => {
+      const gw = await startGateway({ broker: a.broker, backend: a.backend });
+      try {
+        await use(gw);
+      } finally {
+        await gw.app.close();
+      }
+    };
 
     before(async () => { a = await make(); });
     after(async () => {
@@ -114,17 +128,14 @@ export function workerSuite(name: string, make: () => Promise<Adapters>): void {
     it('gateway → broker → worker → GET /results gives 20', async () => {
       const q = `wq-${randomUUID()}`;
       await start(q);
-      const gw = await startGateway({ broker: a.broker, backend: a.backend });
-      try {
+      await withGateway(async (gw) => {
         const sent = await gw.post('/tasks/tasks.multiply', { args: [4, 5], options: { queue: q } });
         assert.equal(sent.status, 202);
         const res = await gw.get(`/results/${sent.json.id}?wait=5`);
         assert.equal(res.json.state, 'SUCCESS');
         assert.equal(res.json.result, 20);
         assert.match(res.json.date_done, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?$/);
-      } finally {
-        await gw.app.close();
-      }
+      });
     });
 
     it('stores STARTED then SUCCESS in Celery format, with kwargs and context', async () => {
@@ -136,7 +147,7 @@ export function workerSuite(name: string, make: () => Promise<Adapters>): void {
       await publish(q, c);
       const meta = await result(a.backend, c.id);
       // the result can be read before the subscriber connection has delivered its messages: give them 2 s
-      for (const until = Date.now() + 2000; seen.length < 2 && Date.now() < until;) await sleep(10);
+      await until(() => seen.length >= 2);
       unlisten();
       assert.equal(meta.status, 'SUCCESS');
       assert.deepEqual(meta.result, { args: [1, 'two'], kwargs: { k: [1, 2] }, id: c.id });
@@ -284,33 +295,32 @@ export function workerSuite(name: string, make: () => Promise<Adapters>): void {
       const seen: [string, unknown][] = [];
       const unlisten = await a.backend.listen(c.id, (m) => seen.push([m.status, m.result]));
       await start(q);
-      const gw = await startGateway({ broker: a.broker, backend: a.backend });
       try {
-        await publish(q, c);
-        for (const until = Date.now() + 5000; !gates.has(gate) && Date.now() < until;) await sleep(10);
-        const running = await gw.get(`/results/${c.id}`);
-        assert.equal(running.json.state, 'PROGRESS');
-        assert.equal(running.json.ready, false);
-        assert.deepEqual(running.json.result, { current: 1, total: 2 });
-        gates.get(gate)?.();
-        const meta = await result(a.backend, c.id);
-        assert.equal(meta.status, 'SUCCESS');
-        assert.equal(meta.result, 'done');
-        for (const until = Date.now() + 2000; seen.length < 4 && Date.now() < until;) await sleep(10);
-        assert.deepEqual(seen.map(([status]) => status), ['STARTED', 'PROGRESS', 'PROGRESS', 'SUCCESS']);
-        assert.deepEqual(seen[2]?.[1], { current: 2, total: 2 });
+        await withGateway(async (gw) => {
+          await publish(q, c);
+          await until(() => gates.has(gate), 5000);
+          const running = await gw.get(`/results/${c.id}`);
+          assert.equal(running.json.state, 'PROGRESS');
+          assert.equal(running.json.ready, false);
+          assert.deepEqual(running.json.result, { current: 1, total: 2 });
+          gates.get(gate)?.();
+          const meta = await result(a.backend, c.id);
+          assert.equal(meta.status, 'SUCCESS');
+          assert.equal(meta.result, 'done');
+          await until(() => seen.length >= 4);
+          assert.deepEqual(seen.map(([status]) => status), ['STARTED', 'PROGRESS', 'PROGRESS', 'SUCCESS']);
+          assert.deepEqual(seen[2]?.[1], { current: 2, total: 2 });
+        });
       } finally {
         unlisten();
         gates.get(gate)?.();
-        await gw.app.close();
       }
     });
 
     it('ctx.ignore: acked, nothing stored over the state the handler set, the worker keeps serving', async () => {
       const q = `wq-${randomUUID()}`;
       await start(q);
-      const gw = await startGateway({ broker: a.broker, backend: a.backend });
-      try {
+      await withGateway(async (gw) => {
         const c = call('tasks.skip', [`skip-${q}`]);
         await publish(q, c);
         const next = call('tasks.multiply', [3, 3]);
@@ -322,9 +332,7 @@ export function workerSuite(name: string, make: () => Promise<Adapters>): void {
         assert.deepEqual(res.json.result, { why: 'nothing to do' });
         assert.equal(log.filter((k) => k === `skip-${q}`).length, 1, 'acked: not run again');
         assert.equal(await a.broker.queueLength(q), 0);
-      } finally {
-        await gw.app.close();
-      }
+      });
     });
 
     it('ctx.reject: nothing stored, the message dropped or requeued, task-rejected sent; the worker keeps serving', async () => {
@@ -356,7 +364,7 @@ export function workerSuite(name: string, make: () => Promise<Adapters>): void {
         // test/interop/events-celery.test.ts reads with Celery's own receiver)
         if (name === 'memory') {
           const rejected = () => events.filter((e) => e['type'] === 'task-rejected').map((e) => `${String(e['uuid'])} ${String(e['requeue'])}`).sort();
-          for (const until = Date.now() + 2000; rejected().length < 2 && Date.now() < until;) await sleep(10);
+          await until(() => rejected().length >= 2);
           assert.deepEqual(rejected(), [`${dropped.id} false`, `${requeued.id} true`].sort());
         }
       } finally {
