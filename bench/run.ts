@@ -116,22 +116,21 @@ async function submitBench(b: BrokerCase): Promise<string[]> {
     await wrk('http://127.0.0.1:18080/tasks/tasks.add', 3);
     await wrk('http://127.0.0.1:18081/tasks/tasks.add', 3);
     await purge(b, [queue, `${queue}-ceiling`]);
+    /** one wrk run on a port (18080 the gateway, whose RSS is sampled meanwhile), then empty queues */
+    const measure = async (port: number): Promise<WrkResult> => {
+      const sampler = port === 18080 ? setInterval(() => { void rssMiB(gateway.pid).then((m) => { rssPeak = Math.max(rssPeak, m); }, () => undefined); }, 500) : undefined;
+      try {
+        return await wrk(`http://127.0.0.1:${port}/tasks/tasks.add`);
+      } finally {
+        clearInterval(sampler);
+        await purge(b, [queue, `${queue}-ceiling`]);
+      }
+    };
     for (let i = 0; i < REPEATS; i += 1) {
-      const measureGateway = async () => {
-        const sampler = setInterval(() => { void rssMiB(gateway.pid).then((m) => { rssPeak = Math.max(rssPeak, m); }, () => undefined); }, 500);
-        const r = await wrk('http://127.0.0.1:18080/tasks/tasks.add').finally(() => clearInterval(sampler));
-        await purge(b, [queue, `${queue}-ceiling`]);
-        return r;
-      };
-      const measureCeiling = async () => {
-        const r = await wrk('http://127.0.0.1:18081/tasks/tasks.add');
-        await purge(b, [queue, `${queue}-ceiling`]);
-        return r;
-      };
       // the order alternates, so neither side always runs on the machine the other one just heated
       let a: WrkResult;
       let c: WrkResult;
-      if (i % 2 === 0) { a = await measureGateway(); c = await measureCeiling(); } else { c = await measureCeiling(); a = await measureGateway(); }
+      if (i % 2 === 0) { a = await measure(18080); c = await measure(18081); } else { c = await measure(18081); a = await measure(18080); }
       ours.push(a.rps);
       bare.push(c.rps);
       lat = { ours: [a.p50, a.p99], bare: [c.p50, c.p99] };
