@@ -10,8 +10,8 @@ import { GatewayError } from '../../errors.ts';
 
 const OPTIONS = { protoAction: 'error', constructorAction: 'error' } as const;
 
-export function parseJsonBody(_request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void {
-  const text = typeof body === 'string' ? body : body.toString('utf8');
+/** Registered with `parseAs: 'string'`, so the body arrives as text. */
+export function parseJsonBody(_request: FastifyRequest, text: string, done: (err: Error | null, body?: unknown) => void): void {
   if (text.length === 0) {
     done(new GatewayError('GW_ERR_BAD_JSON', 'the body is empty but content-type is application/json: send {} or no content-type'));
     return;
