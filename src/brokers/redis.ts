@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { redactUrl } from '../config.ts';
 import { GatewayError } from '../errors.ts';
 import {
-  bindingMember, consumeOrder, decodeEnvelope, encodeEnvelope, parseBindingMember, priorityQueueName, queueOfList,
+  bindingMember, consumeOrder, decodeEnvelope, encodeEnvelope, newDeliveryTag, parseBindingMember, priorityQueueName, queueOfList,
 } from '../protocol/kombu-envelope.ts';
 import type { RawMessage } from '../protocol/types.ts';
 import { connectRedis, unavailable, whenReady, type ConnectionHooks } from '../redis/connection.ts';
@@ -134,7 +134,7 @@ export class RedisBroker implements Broker {
   async #push(message: RawMessage, route: Route): Promise<void> {
     try {
       if (this.#client.status !== 'ready') await whenReady(this.#client, CODE);
-      const tag = randomUUID();
+      const tag = newDeliveryTag();
       const priority = message.properties.priority;
       if (route.exchange) {
         const routingKey = route.routingKey ?? route.queue;
@@ -184,7 +184,7 @@ export class RedisBroker implements Broker {
     try {
       await whenReady(this.#client, CODE);
       const db = this.#client.options.db ?? 0;
-      await this.#client.publish(`/${db}.${exchange}`, encodeEnvelope(message, { exchange, routingKey: '' }, randomUUID()));
+      await this.#client.publish(`/${db}.${exchange}`, encodeEnvelope(message, { exchange, routingKey: '' }, newDeliveryTag()));
     } catch (err) {
       throw unavailable(err, CODE);
     }
@@ -195,7 +195,7 @@ export class RedisBroker implements Broker {
     try {
       await whenReady(this.#client, CODE);
       const db = this.#client.options.db ?? 0;
-      await this.#client.publish(`/${db}.${exchange}/${routingKey}`, encodeEnvelope(message, { exchange, routingKey }, randomUUID()));
+      await this.#client.publish(`/${db}.${exchange}/${routingKey}`, encodeEnvelope(message, { exchange, routingKey }, newDeliveryTag()));
     } catch (err) {
       throw unavailable(err, CODE);
     }

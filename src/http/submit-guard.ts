@@ -23,12 +23,27 @@ export class SubmitGuard {
     this.registry = options.registry;
   }
 
-  /** One call: size first (cheap, and keeps ajv away from huge input), then the registry. */
-  call(task: string, args: readonly Json[] | undefined, kwargs: JsonObject | undefined, at: CallLocation & { node?: string }): void {
+  /**
+   * One call: size first (cheap, and keeps ajv away from huge input), then the registry. `bodyBytes`,
+   * the byte length of the JSON request body the call was parsed from, spares the size check when that
+   * body is too small to hold too much (see fitsUnmeasured).
+   */
+  call(task: string, args: readonly Json[] | undefined, kwargs: JsonObject | undefined, at: CallLocation & { node?: string }, bodyBytes?: number): void {
     const a = args ?? [];
     const k = kwargs ?? {};
-    this.#size(task, a, k, at.node);
+    if (bodyBytes === undefined || !this.fitsUnmeasured(bodyBytes)) this.#size(task, a, k, at.node);
     this.registry?.check(task, a, k, at);
+  }
+
+  /**
+   * Whether args + kwargs parsed from a JSON body of `bodyBytes` bytes are sure to fit in maxArgsBytes
+   * once encoded again. Re-encoding never lengthens a string (the input had to escape whatever
+   * JSON.stringify escapes; an invalid UTF-8 byte becomes a 3-byte U+FFFD) and drops whitespace; only a
+   * number can grow, at worst `1e20` (4 bytes) to `100000000000000000000` (21). So the encoded args and
+   * kwargs take at most 5.25 bytes per body byte, plus `[]` and `{}` when they are absent.
+   */
+  fitsUnmeasured(bodyBytes: number): boolean {
+    return bodyBytes * 6 + 4 <= this.maxArgsBytes;
   }
 
   #size(task: string, args: unknown, kwargs: unknown, pointer: string | undefined): void {

@@ -2,7 +2,9 @@
  * kombu's Redis transport layout (§6): the JSON envelope around a message, priority sub-lists and
  * binding-set members. Pure.
  */
+import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
+import { hex48 } from './hex.ts';
 import type { JsonObject, MessageProperties, RawMessage } from './types.ts';
 
 /** kombu's field separator in list names and binding members */
@@ -34,33 +36,49 @@ export function queueOfList(list: string): string {
   return at >= 0 && /^\d$/.test(list.slice(at + SEP.length)) ? list.slice(0, at) : list;
 }
 
+let tagPrefix = randomUUID().slice(0, 24);
+let tagCount = 0;
+
+/**
+ * A delivery tag for an envelope. kombu draws a uuid4 per message, but a tag only has to be unique (it
+ * keys the `unacked` hash), not unpredictable: a random prefix per process (the first 24 characters of
+ * a uuid4) and a 12-digit hex counter keep the uuid shape without a CSPRNG draw per publish.
+ */
+export function newDeliveryTag(): string {
+  if (tagCount === 0x1000000000000) {
+    tagPrefix = randomUUID().slice(0, 24);
+    tagCount = 0;
+  }
+  return tagPrefix + hex48(tagCount++);
+}
+
 export interface DeliveryInfo {
   exchange: string;
   routingKey: string;
 }
 
-/** The envelope kombu LPUSHes, with its key order. */
-export function encodeEnvelope(msg: RawMessage, info: DeliveryInfo, deliveryTag: string, redelivered = false): string {
-  const { correlation_id, reply_to, delivery_mode, priority, ...rest } = msg.properties;
-  const deliveryInfo: JsonObject = { exchange: info.exchange, routing_key: info.routingKey };
-  if (redelivered) deliveryInfo['redelivered'] = true;
-  const properties: JsonObject = {};
-  if (correlation_id !== undefined) properties['correlation_id'] = correlation_id;
-  if (reply_to !== undefined) properties['reply_to'] = reply_to;
-  properties['delivery_mode'] = delivery_mode ?? 2;
-  // kombu's order: other AMQP properties (expiration) come before delivery_info
-  for (const [key, value] of Object.entries(rest)) if (value !== undefined) properties[key] = value;
-  properties['delivery_info'] = deliveryInfo;
-  properties['priority'] = priority ?? 0;
-  properties['body_encoding'] = 'base64';
-  properties['delivery_tag'] = deliveryTag;
-  const headers = redelivered ? { ...msg.headers, redelivered: true } : msg.headers;
+/**
+ * The envelope kombu LPUSHes, with its key order. One fixed-shape object literal: JSON.stringify leaves
+ * out the properties that are undefined, as kombu leaves them out. MessageProperties is closed, so
+ * `expiration` is the only "other AMQP property", and kombu writes it before delivery_info.
+ */
+export function encodeEnvelope(msg: RawMessage, info: DeliveryInfo, deliveryTag: string): string {
+  const p = msg.properties;
   return JSON.stringify({
     body: Buffer.from(msg.body, 'utf8').toString('base64'),
     'content-encoding': msg.contentEncoding,
     'content-type': msg.contentType,
-    headers,
-    properties,
+    headers: msg.headers,
+    properties: {
+      correlation_id: p.correlation_id,
+      reply_to: p.reply_to,
+      delivery_mode: p.delivery_mode ?? 2,
+      expiration: p.expiration,
+      delivery_info: { exchange: info.exchange, routing_key: info.routingKey },
+      priority: p.priority ?? 0,
+      body_encoding: 'base64',
+      delivery_tag: deliveryTag,
+    },
   });
 }
 

@@ -9,6 +9,7 @@
  * step after a changed character is a bijection, so any one-character typo fails the check.
  */
 import { randomUUID } from 'node:crypto';
+import { hex32 } from './hex.ts';
 
 const HEAD = 28;
 const FNV_PRIME = 0x01000193;
@@ -22,7 +23,7 @@ function fnv(start: number, text: string): number {
 }
 
 function checksum(head: string): string {
-  return fnv(SEED, head).toString(16).padStart(8, '0');
+  return hex32(fnv(SEED, head));
 }
 
 /** A new task id: a random UUID v4 with the checksum in its last 8 hex digits (90 random bits remain). */

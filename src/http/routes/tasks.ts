@@ -44,6 +44,11 @@ function linkSignatures(value: unknown, field: 'link' | 'link_error', guard: Sub
   }
 }
 
+/** Content-Length as a number (Fastify has checked that the body had that many bytes); undefined when chunked. */
+export function contentLength(header: string | undefined): number | undefined {
+  return header === undefined ? undefined : Number(header);
+}
+
 export const tasksRoutes: FastifyPluginAsync<{ producer: Producer; guard: SubmitGuard }> = async (app, { producer, guard }) => {
   app.post<SubmitRoute>('/tasks/:name', {
     schema: {
@@ -60,7 +65,7 @@ export const tasksRoutes: FastifyPluginAsync<{ producer: Producer; guard: Submit
     preValidation: bodyOrEmpty,
   }, async (request, reply) => {
     const body = request.body ?? {};
-    guard.call(request.params.name, body.args, body.kwargs, { args: '/args', kwargs: '/kwargs' });
+    guard.call(request.params.name, body.args, body.kwargs, { args: '/args', kwargs: '/kwargs' }, contentLength(request.headers['content-length']));
     // [canvas] link / link_error become embed.callbacks / embed.errbacks
     const { link, link_error: linkError, ...options } = body.options ?? {};
     const callbacks = linkSignatures(link, 'link', guard);
