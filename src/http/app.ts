@@ -21,7 +21,7 @@ import { MemoryState, type SharedState } from '../state/shared-state.ts';
 import { Producer } from '../producer.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { authPlugin, PUBLIC } from './plugins/auth.ts';
-import { errorBody, errorHandler, frameworkErrorHandler, notFoundHandler, rejectDeepBody } from './plugins/errors.ts';
+import { errorBody, errorHandler, frameworkErrorHandler, notFoundHandler } from './plugins/errors.ts';
 import { idempotencyPlugin } from './plugins/idempotency.ts';
 import { parseJsonBody } from './plugins/json-body.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
@@ -39,6 +39,7 @@ import { errorResponses, errorSchema } from './schemas.ts';
 import { openapiInfo } from './openapi-info.ts';
 import { SubmitGuard } from './submit-guard.ts';
 import { publishRoutes, registryOpenapi, type TaskRegistry } from './task-registry.ts';
+import { requestLogger } from './request-logger.ts';
 
 export interface AppDeps {
   broker: Broker;
@@ -94,13 +95,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: 512 },
     // a malformed URL (`/%`) or an over-long parameter gets our JSON error shape too
     frameworkErrors: frameworkErrorHandler,
+    // request.log is made on its first log line, not per request (src/http/request-logger.ts)
+    childLoggerFactory: requestLogger,
   });
   app.setValidatorCompiler(validatorCompiler());
-  // a body nested deeper than JSON_MAX_DEPTH is refused before it reaches JSON.stringify (a stack overflow, a 500)
-  app.addHook('preValidation', rejectDeepBody);
   // JSON only: a text/plain body is a 415, not a string that fails validation
   app.removeContentTypeParser('text/plain');
-  // Fastify's JSON parser with messages that say what is wrong (src/http/plugins/json-body.ts)
+  // Fastify's JSON parser with messages that say what is wrong, and a depth limit (src/http/plugins/json-body.ts)
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody);
   app.setErrorHandler(errorHandler);

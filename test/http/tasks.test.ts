@@ -108,6 +108,20 @@ describe('POST /tasks/:name (real socket, memory broker)', () => {
     assert.equal(await gw.broker.queueLength('celery'), 1);
   });
 
+  it('takes a body nested exactly JSON_MAX_DEPTH (256) deep and refuses one level more', async () => {
+    // the innermost of `depth` levels is the body object itself
+    const nested = (depth: number): string => `{"args":${'['.repeat(depth - 1)}1${']'.repeat(depth - 1)}}`;
+    const before = await gw.broker.queueLength('celery');
+    const ok = await gw.post('/tasks/tasks.echo', nested(256));
+    assert.equal(ok.status, 202, JSON.stringify(ok.json));
+    const deep = await gw.post('/tasks/tasks.echo', nested(257));
+    assert.equal(deep.status, 400);
+    assert.equal(deep.json.code, 'GW_ERR_VALIDATION');
+    assert.equal(deep.json.message, 'body nests deeper than 256 levels');
+    assert.deepEqual(deep.json.details, { pointer: '/body', maxDepth: 256 });
+    assert.equal(await gw.broker.queueLength('celery'), before + 1, 'only the body within the limit');
+  });
+
   it('refuses a non-JSON content type with 415', async () => {
     const res = await gw.post('/tasks/tasks.add', 'args=1', { 'content-type': 'text/plain' });
     assert.equal(res.status, 415);

@@ -71,32 +71,3 @@ export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest
   request.log.info({ code: body.code, msg: body.message }, 'request refused');
   void reply.code(body.statusCode).type('application/json').send(body);
 }
-
-/** Deepest JSON nesting a request body may have (JSON.stringify and repr recurse; Python's json too). */
-export const JSON_MAX_DEPTH = 256;
-
-/** Nesting depth of a parsed JSON value, without recursion; stops counting past `limit`. */
-export function jsonDepth(value: unknown, limit: number): number {
-  let max = 0;
-  const stack: [unknown, number][] = [[value, 0]];
-  while (stack.length > 0) {
-    const [v, depth] = stack.pop()!;
-    if (v === null || typeof v !== 'object') continue;
-    if (depth + 1 > max) max = depth + 1;
-    if (max > limit) return max;
-    for (const child of Array.isArray(v) ? v : Object.values(v)) {
-      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
-    }
-  }
-  return max;
-}
-
-/** preValidation hook (callback style: no promise per request): a body nested deeper than JSON_MAX_DEPTH is a 400, not a stack overflow later. */
-export function rejectDeepBody(request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void {
-  const body = request.body;
-  if (body !== null && typeof body === 'object' && jsonDepth(body, JSON_MAX_DEPTH) > JSON_MAX_DEPTH) {
-    done(new GatewayError('GW_ERR_VALIDATION', `body nests deeper than ${JSON_MAX_DEPTH} levels`, { details: { pointer: '/body', maxDepth: JSON_MAX_DEPTH } }));
-    return;
-  }
-  done();
-}
