@@ -153,12 +153,13 @@ function dateHeader(headers: JsonObject, key: 'eta' | 'expires'): string | null 
   return value;
 }
 
+const isLimit = (x: Json | undefined): x is number | null => x === null || (typeof x === 'number' && Number.isFinite(x));
+
 function timeLimitHeader(headers: JsonObject): TimeLimit {
   const value = headers['timelimit'];
   // Celery reads `timelimit or (None, None)`: absent and null both mean "no limits".
   if (value === undefined || value === null) return [null, null];
-  const ok = (x: Json | undefined): x is number | null => x === null || (typeof x === 'number' && Number.isFinite(x));
-  if (!Array.isArray(value) || value.length !== 2 || !ok(value[0]) || !ok(value[1])) {
+  if (!Array.isArray(value) || value.length !== 2 || !isLimit(value[0]) || !isLimit(value[1])) {
     throw protocolError(`header "timelimit" must be [hard, soft] (seconds or null), got ${JSON.stringify(value)}`, { header: 'timelimit' });
   }
   return [value[0], value[1]];
@@ -189,8 +190,8 @@ function parseHeaders(raw: JsonObject): TaskHeaders {
     ignore_result: header(raw, 'ignore_result', isBool, false, 'a boolean'),
   };
   // Unknown headers are kept, as Celery keeps them in task.request (e.g. kombu's "redelivered").
-  for (const [key, value] of Object.entries(raw)) {
-    if (!STANDARD.has(key)) headers[key] = value;
+  for (const key in raw) {
+    if (!STANDARD.has(key)) headers[key] = raw[key]!;
   }
   return headers;
 }
