@@ -351,8 +351,10 @@ export class Worker {
       await this.#settle(() => delivery.reject(true));
       return;
     }
-    this.#log.info({ task, taskId: id, eta: message.headers.eta }, `Task ${task}[${id}] received`);
-    this.#events.task('task-received', taskReceivedFields(message));
+    // per-task lines and events are built only when they go somewhere (thousands a second otherwise;
+    // task-succeeded carries a repr of the result)
+    if (this.#log.isLevelEnabled('info')) this.#log.info({ task, taskId: id, eta: message.headers.eta }, `Task ${task}[${id}] received`);
+    if (this.#events.taskEvents) this.#events.task('task-received', taskReceivedFields(message));
     const job: Job = { delivery, message, spec };
     if (await this.#revokeIfExpired(job)) return;
     const eta = message.headers.eta ? parseIsoDate(message.headers.eta) : null;
@@ -438,7 +440,7 @@ export class Worker {
       const { delivery } = job;
       job.started = Date.now() / 1000;
       this.#perTask.set(task, (this.#perTask.get(task) ?? 0) + 1);
-      this.#events.task('task-started', taskStartedFields(id));
+      if (this.#events.taskEvents) this.#events.task('task-started', taskStartedFields(id));
       if (spec.trackStarted !== false) this.#storeStarted(message);
       const [hard, soft] = message.headers.timelimit;
       const override = this.#timeLimitOverrides.get(task);
@@ -463,8 +465,8 @@ export class Worker {
       const seconds = (outcome.runtimeMs / 1000).toFixed(6);
       let stored: boolean;
       if (outcome.ok) {
-        this.#log.info({ task, taskId: id, runtime: outcome.runtimeMs }, `Task ${task}[${id}] succeeded in ${seconds}s`);
-        this.#events.task('task-succeeded', taskSucceededFields(id, outcome.value, outcome.runtimeMs / 1000));
+        if (this.#log.isLevelEnabled('info')) this.#log.info({ task, taskId: id, runtime: outcome.runtimeMs }, `Task ${task}[${id}] succeeded in ${seconds}s`);
+        if (this.#events.taskEvents) this.#events.task('task-succeeded', taskSucceededFields(id, outcome.value, outcome.runtimeMs / 1000));
         const ignore = spec.ignoreResult === true || message.headers.ignore_result === true;
         // [canvas] callbacks and the next chain step are published before SUCCESS is stored (its
         // meta lists them in children); the chord part is recorded after. A failure requeues the task.
