@@ -2,8 +2,8 @@
  * The logger Fastify gives each request (`request.log`, bound to its reqId), made only when something is
  * logged through it. Fastify's default calls pino's child() for every request, and pino's child() sets
  * its level by rebuilding every log method: at LOG_LEVEL=warn, where a request that succeeds logs
- * nothing, that was ~7% of the submit path's throughput. Levels are checked on the parent, so a call
- * that would log nothing costs one check and no child.
+ * nothing, that work and its garbage were pure overhead on the submit path. Levels are checked on the
+ * parent, so a call that would log nothing costs one check and no child.
  */
 import type { FastifyBaseLogger } from 'fastify';
 import type { Bindings, ChildLoggerOptions, LevelWithSilentOrString } from 'pino';

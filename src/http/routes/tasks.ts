@@ -45,7 +45,7 @@ function linkSignatures(value: unknown, field: 'link' | 'link_error', guard: Sub
 }
 
 /** Content-Length as a number (Fastify has checked that the body had that many bytes); undefined when chunked. */
-export function contentLength(header: string | undefined): number | undefined {
+function contentLength(header: string | undefined): number | undefined {
   return header === undefined ? undefined : Number(header);
 }
 
