@@ -25,6 +25,20 @@ export function limitTimers(abort: TaskAbort, limits: Limits): NodeJS.Timeout[] 
   return timers;
 }
 
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/** The handler's promise, or the stop reason (a limit, a revoke) if the run is stopped first. */
+function untilStopped(run: PromiseLike<unknown>, abort: TaskAbort): Promise<unknown> {
+  const result = Promise.resolve(run);
+  result.catch(() => {}); // a handler that fails after being stopped is already accounted for
+  const stopped = abort.stopped
+    ? Promise.reject(abort.stopReason)
+    : new Promise<never>((_, reject) => abort.listen(() => { if (abort.stopped) reject(abort.stopReason); }));
+  return Promise.race([result, stopped]);
+}
+
 /**
  * Call `spec.handler(...args, ctx)`. The soft limit aborts `abort` (the ctx.signal) with
  * SoftTimeLimitExceeded; the hard limit fails the task with TimeLimitExceeded whatever the handler does
@@ -40,14 +54,10 @@ export async function execute(
   const started = performance.now();
   const timers = limitTimers(abort, limits);
   try {
-    const run = Promise.resolve().then(() => spec.handler(...args, ctx));
-    // Any abort but the soft limit ends the run now (hard limit, revoke with terminate, shutdown), even
-    // after a soft one: an async handler cannot be stopped, so its late outcome is discarded.
-    const stopped = abort.stopped
-      ? Promise.reject(abort.stopReason)
-      : new Promise<never>((_, reject) => abort.listen(() => { if (abort.stopped) reject(abort.stopReason); }));
-    run.catch(() => {}); // a handler that fails after being stopped is already accounted for
-    const value: unknown = await Promise.race([run, stopped]);
+    if (abort.stopped) throw abort.stopReason;
+    const result: unknown = spec.handler(...args, ctx);
+    // a synchronous handler has finished: nothing left to race against the limits
+    const value = isThenable(result) ? await untilStopped(result, abort) : result;
     return { ok: true, value: (value === undefined ? null : value) as Json, runtimeMs: performance.now() - started };
   } catch (error) {
     return { ok: false, error, runtimeMs: performance.now() - started };
