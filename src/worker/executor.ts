@@ -29,7 +29,11 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
 }
 
-/** The handler's promise, or the stop reason (a limit, a revoke) if the run is stopped first. */
+/**
+ * The handler's promise, or the stop reason if the run is stopped first. Any abort but the soft limit
+ * stops it (hard limit, revoke with terminate, shutdown), even after a soft one: an async handler cannot
+ * be stopped, so its late outcome is discarded.
+ */
 function untilStopped(run: PromiseLike<unknown>, abort: TaskAbort): Promise<unknown> {
   const result = Promise.resolve(run);
   result.catch(() => {}); // a handler that fails after being stopped is already accounted for
