@@ -189,9 +189,12 @@ function parseHeaders(raw: JsonObject): TaskHeaders {
     origin: header(raw, 'origin', isStringOrNull, '', 'a string or null') ?? '',
     ignore_result: header(raw, 'ignore_result', isBool, false, 'a boolean'),
   };
-  // Unknown headers are kept, as Celery keeps them in task.request (e.g. kombu's "redelivered").
+  // Unknown headers are kept, as Celery keeps them in task.request (e.g. kombu's "redelivered"). A
+  // "__proto__" header (an own key after JSON.parse) stays a key: assigned, it would set the prototype.
   for (const key in raw) {
-    if (!STANDARD.has(key)) headers[key] = raw[key]!;
+    if (STANDARD.has(key)) continue;
+    if (key === '__proto__') Object.defineProperty(headers, key, { value: raw[key], enumerable: true, writable: true, configurable: true });
+    else headers[key] = raw[key]!;
   }
   return headers;
 }

@@ -109,6 +109,16 @@ describe('parseTaskMessage on every captured Celery message', () => {
     assert.equal(msg.headers['redelivered'], true, 'unknown headers are kept');
   });
 
+  it('keeps a "__proto__" header as a key, never as the headers\' prototype', () => {
+    const headers = JSON.parse('{"task": "t", "id": "i", "__proto__": {"polluted": true, "retries": 7}}') as RawMessage['headers'];
+    const msg = parseTaskMessage({ headers, properties: {}, contentType: 'application/json', contentEncoding: 'utf-8', body: '[[], {}, {}]' });
+    assert.equal(Object.getPrototypeOf(msg.headers), Object.prototype);
+    assert.deepEqual(Object.getOwnPropertyDescriptor(msg.headers, '__proto__')?.value, { polluted: true, retries: 7 });
+    assert.equal((msg.headers as Record<string, unknown>)['polluted'], undefined);
+    assert.equal(msg.headers.retries, 0);
+    assert.equal(JSON.stringify(msg.headers).includes('"__proto__":{"polluted":true'), true, 'written back as the key it was');
+  });
+
   it('fills missing signature keys with Signature defaults', () => {
     const msg = parseTaskMessage({
       headers: { task: 't', id: 'i' },
