@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { redactUrl } from '../config.ts';
 import { parseMeta, serializeMeta } from '../protocol/result-meta.ts';
-import { States, type ResultMeta } from '../protocol/types.ts';
+import type { ResultMeta } from '../protocol/types.ts';
 import { GatewayError } from '../errors.ts';
 import { connectRedis, unavailable, whenReady, withRedis, type ConnectionHooks } from '../redis/connection.ts';
 import { TickBatcher } from '../redis/batch.ts';
@@ -70,23 +70,6 @@ for i = 1, #KEYS do
 end
 return out
 `;
-
-/** A meta to store: its key, its JSON, whether it is a STARTED meta. */
-type StoreItem = [key: string, value: string, started: boolean];
-
-/**
- * Per batched store, the index of the store whose write answers for it: itself, or for a STARTED meta
- * followed in the same batch by another meta of the same task (a task that finished within the
- * event-loop turn it started in), that later one. The later meta replaces it within the same script
- * call, so no reader could ever GET the STARTED one; skipping it spares a GET, a SET and a PUBLISH per
- * quick task. Only STARTED, the worker's own bookkeeping (Celery stores it only with
- * task_track_started): a state a handler stores (update_state) is always written and published.
- */
-export function supersededStarts(items: readonly StoreItem[]): number[] {
-  const last = new Map<string, number>();
-  items.forEach(([key], i) => last.set(key, i));
-  return items.map(([key, , started], i) => (started ? last.get(key)! : i));
-}
 
 export interface RedisBackendOptions {
   url: string;
@@ -151,17 +134,12 @@ export class RedisBackend implements ResultBackend {
   /** Stores of the same event-loop turn go to Redis as one STORE_MANY call. */
   async store(meta: ResultMeta): Promise<void> {
     const value = serializeMeta(meta); // throws TypeError for what JSON cannot hold (BigInt, cycles)
-    await this.#stores.add([taskMetaKey(meta.task_id), value, meta.status === States.STARTED]);
+    await this.#stores.add([taskMetaKey(meta.task_id), value]);
   }
 
-  readonly #stores = new TickBatcher<StoreItem, number>((items) => this.#run(async () => {
-    const answeredBy = supersededStarts(items);
-    const sent = items.filter((_, i) => answeredBy[i] === i);
-    const results = sent.length === 1
-      ? [await this.#client.gwStore(sent[0]![0], sent[0]![1], this.#resultTtlSec)]
-      : await this.#client.gwStoreMany(sent.length, ...sent.map(([key]) => key), this.#resultTtlSec, ...sent.map(([, value]) => value));
-    const resultOf = new Map(sent.map((item, j) => [item, results[j]!]));
-    return items.map((_, i) => resultOf.get(items[answeredBy[i]!]!)!);
+  readonly #stores = new TickBatcher<[key: string, value: string], number>((items) => this.#run(() => {
+    if (items.length === 1) return this.#client.gwStore(items[0]![0], items[0]![1], this.#resultTtlSec).then((r) => [r]);
+    return this.#client.gwStoreMany(items.length, ...items.map(([key]) => key), this.#resultTtlSec, ...items.map(([, value]) => value));
   }));
 
   #subscriberConnection(): Redis {

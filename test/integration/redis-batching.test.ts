@@ -11,7 +11,6 @@ import { Redis } from 'ioredis';
 import { RedisBackend, taskMetaKey } from '../../src/backends/redis.ts';
 import { RedisBroker, UNACKED, UNACKED_INDEX } from '../../src/brokers/redis.ts';
 import { buildMeta } from '../../src/protocol/result-meta.ts';
-import type { Json } from '../../src/protocol/types.ts';
 import { buildTaskMessage } from '../../src/protocol/message.ts';
 import { TickBatcher } from '../../src/redis/batch.ts';
 import { connectRedis } from '../../src/redis/connection.ts';
@@ -89,31 +88,6 @@ describe('batched Redis writes', { skip }, () => {
     }
     const ttl = await redis.ttl(taskMetaKey(ids[3]!));
     assert.ok(ttl > 86000 && ttl <= 86400, `result TTL ${ttl}`);
-  });
-
-  it('a STARTED superseded in the same turn is neither written nor published; alone, or a handler\'s own state, it is', async () => {
-    const [quick, slow, progress] = Array.from({ length: 3 }, () => randomUUID());
-    const channels = [quick!, slow!, progress!].map(taskMetaKey);
-    keys.push(...channels);
-    const sub = new Redis(URL);
-    const heard: string[] = [];
-    sub.on('message', (channel: string, text: string) => { heard.push(`${channels.indexOf(channel)}:${(JSON.parse(text) as { status: string }).status}`); });
-    await sub.subscribe(...channels);
-    const now = new Date();
-    const meta = (taskId: string, status: string, result: Json) => buildMeta({ taskId, status, result, traceback: null, children: [], groupId: null, parentId: null, now });
-    // one turn: a task that started and finished, one that only started, a progress report then success
-    await Promise.all([
-      backend.store(meta(quick!, 'STARTED', { pid: 1 })),
-      backend.store(meta(slow!, 'STARTED', { pid: 1 })),
-      backend.store(meta(progress!, 'PROGRESS', { done: 1 })),
-      backend.store(meta(quick!, 'SUCCESS', 1)),
-      backend.store(meta(progress!, 'SUCCESS', 2)),
-    ]);
-    const stored = (await redis.mget(...channels)).map((text) => (JSON.parse(text!) as { status: string }).status);
-    assert.deepEqual(stored, ['SUCCESS', 'STARTED', 'SUCCESS']);
-    for (let i = 0; i < 50 && heard.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.deepEqual(heard, ['1:STARTED', '2:PROGRESS', '0:SUCCESS', '2:SUCCESS'], 'no STARTED for the task that finished in the same turn');
-    sub.disconnect();
   });
 
   it('acks of one turn: every message leaves unacked and unacked_index', async () => {
