@@ -21,7 +21,8 @@ import { parseRate, TokenBucket } from './rate-limit.ts';
 import {
   taskErrorFields, taskReceivedFields, taskRejectedFields, taskRevokedFields, taskStartedFields, taskSucceededFields,
 } from '../protocol/events.ts';
-import { contextExits, stateMeta, type TaskContext, type TaskRegistry, type TaskSpec } from './registry.ts';
+import type { TaskContext, TaskRegistry, TaskSpec } from './registry.ts';
+import { RunContext, type ContextHost } from './run-context.ts';
 
 /** Where handlers run instead of this thread (`--pool threads`: src/worker/thread-pool.ts). */
 export interface TaskPool {
@@ -100,6 +101,8 @@ export class Worker {
   readonly #o: WorkerOptions;
   readonly #now: () => Date;
   readonly #log: Logger;
+  /** what every run's TaskContext shares */
+  readonly #contextHost: ContextHost;
   #subscription: Subscription | undefined;
   /** waiting for a free slot */
   readonly #ready: Job[] = [];
@@ -129,6 +132,16 @@ export class Worker {
     this.#o = options;
     this.#now = options.now ?? (() => new Date());
     this.#log = options.logger.child({ component: 'worker', hostname: options.hostname });
+    this.#contextHost = {
+      hostname: options.hostname,
+      log: this.#log,
+      storeState: (message, state, meta) => {
+        const fail = (err?: unknown): void => {
+          this.#log.warn({ err, task: message.headers.task, taskId: message.headers.id, state }, 'could not store the state asked by updateState');
+        };
+        return this.#store(message, state, meta).then((stored) => { if (!stored) fail(); }, fail);
+      },
+    };
     this.#canvas = new Continuation({
       broker: options.broker, backend: options.backend, registry: options.registry,
       defaultQueue: options.defaultQueue ?? 'celery', logger: this.#log, now: this.#now,
@@ -448,7 +461,7 @@ export class Worker {
         hard: hard ?? (override ? override.hard : spec.timeLimit ?? null),
         soft: soft ?? (override ? override.soft : spec.softTimeLimit ?? null),
       };
-      const ctx = this.#context(job, abort);
+      const ctx = new RunContext(job.message, job.delivery.redelivered, abort, this.#contextHost);
       // registered handlers go to the pool when there is one; canvas built-ins run here
       const outcome = this.#o.pool && this.#o.registry.get(task)
         ? await this.#o.pool.run(task, message.args, ctx, abort, limits)
@@ -554,40 +567,6 @@ export class Worker {
     await this.#settle(() => delivery.ack());
     this.#processed += 1;
     return true;
-  }
-
-  #context(job: Job, abort: TaskAbort): TaskContext {
-    const { headers, kwargs } = job.message;
-    const parent = this.#log;
-    let log: Logger | undefined;
-    return {
-      id: headers.id,
-      name: headers.task,
-      kwargs,
-      retries: headers.retries,
-      rootId: headers.root_id,
-      parentId: headers.parent_id,
-      groupId: headers.group,
-      headers,
-      hostname: this.#o.hostname,
-      redelivered: job.delivery.redelivered,
-      // made on first read: most handlers never look at it
-      get signal(): AbortSignal {
-        return abort.signal;
-      },
-      ...contextExits,
-      // throws at once for a bad state or meta; the promise itself never rejects (a handler may not await it)
-      updateState: (state, meta) => {
-        const json = stateMeta(state, meta);
-        const fail = (err?: unknown): void => { this.#log.warn({ err, task: headers.task, taskId: headers.id, state }, 'could not store the state asked by updateState'); };
-        return this.#store(job.message, state, json).then((stored) => { if (!stored) fail(); }, fail);
-      },
-      // created on first use: a child logger per task is measurable at thousands of tasks/s
-      get log(): Logger {
-        log ??= parent.child({ task: headers.task, taskId: headers.id });
-        return log;
-      },
-    };
   }
 
   #meta(message: TaskMessage, status: string, result: Json, traceback: string | null = null, children: Json[] = []): ResultMeta {

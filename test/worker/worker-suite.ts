@@ -58,7 +58,8 @@ function registry(log: string[]): TaskRegistry {
       handler: (key: string) => { log.push(key); throw new TypeError('still broken'); },
       autoretryFor: [TypeError], maxRetries: 2, retryDelay: 0.05,
     },
-    'tasks.retry_forever': (key: string, ctx: TaskContext) => { log.push(key); return ctx.retry({ countdown: 0.01, maxRetries: 1 }); },
+    // destructures its context, as handlers do: its members work unbound
+    'tasks.retry_forever': (key: string, { retry }: TaskContext) => { log.push(key); return retry({ countdown: 0.01, maxRetries: 1 }); },
     // refuses its first delivery, then runs
     'tasks.reject': (key: string, requeue: boolean, ctx: TaskContext) => {
       log.push(key);
@@ -66,10 +67,10 @@ function registry(log: string[]): TaskRegistry {
       if (runs === 1) ctx.reject({ requeue, reason: 'poison' });
       return `ran ${runs} times`;
     },
-    'tasks.progress': async (gate: string, ctx: TaskContext) => {
-      await ctx.updateState('PROGRESS', { current: 1, total: 2 });
+    'tasks.progress': async (gate: string, { updateState }: TaskContext) => {
+      await updateState('PROGRESS', { current: 1, total: 2 });
       await new Promise<void>((resolve) => gates.set(gate, resolve));
-      await ctx.updateState('PROGRESS', { current: 2, total: 2 });
+      await updateState('PROGRESS', { current: 2, total: 2 });
       return 'done';
     },
     // sets its own final state, then ends without an outcome
