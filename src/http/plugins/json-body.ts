@@ -16,7 +16,7 @@ const OPTIONS = { protoAction: 'error', constructorAction: 'error' } as const;
 export const JSON_MAX_DEPTH = 256;
 
 /** Nesting depth of a parsed JSON value, without recursion; stops counting past `limit`. */
-export function jsonDepth(value: unknown, limit: number): number {
+function jsonDepth(value: unknown, limit: number): number {
   let max = 0;
   const stack: [unknown, number][] = [[value, 0]];
   while (stack.length > 0) {
