@@ -46,6 +46,16 @@ const REGISTRY = {
       $defs: { point: { type: 'object', required: ['lat', 'lon'], properties: { lat: { type: 'number', minimum: -90, maximum: 90 }, lon: { type: 'number' } } } },
     },
   },
+  // the same with its own $id: its refs resolve against that id, wherever the schema is embedded
+  'geo.area': {
+    kwargs: {
+      $id: 'https://example.com/schemas/geo-area.json',
+      type: 'object',
+      required: ['corner'],
+      properties: { corner: { $ref: '#/$defs/point' } },
+      $defs: { point: { type: 'object', required: ['lat', 'lon'], properties: { lat: { type: 'number', minimum: -90, maximum: 90 }, lon: { type: 'number' } } } },
+    },
+  },
 };
 
 const dir = mkdtempSync(join(tmpdir(), 'h2-registry-'));
@@ -226,6 +236,21 @@ describe('task registry: schemas that refer into themselves', () => {
     const result = await new Validator().validate(doc);
     assert.equal(result.valid, true, JSON.stringify(result.errors, null, 2));
   });
+
+  it('a schema with its own $id validates at submit and stays inline, $id and all, in the served document', async () => {
+    const ok = await gw.post('/tasks/geo.area', { kwargs: { corner: { lat: 1, lon: 2 } } });
+    assert.equal(ok.status, 202, JSON.stringify(ok.json));
+    const bad = await gw.post('/tasks/geo.area', { kwargs: { corner: { lat: 1 } } });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.code, 'GW_ERR_ARGS_INVALID');
+    assert.equal(bad.json.details.pointer, '/kwargs/corner');
+
+    const doc = await (await fetch(`${gw.base}/openapi.json`)).json() as any;
+    const kwargs = doc.paths['/tasks/geo.area'].post.requestBody.content['application/json'].schema.properties.kwargs;
+    assert.deepEqual(kwargs, REGISTRY['geo.area'].kwargs);
+    const result = await new Validator().validate(doc);
+    assert.equal(result.valid, true, JSON.stringify(result.errors, null, 2));
+  });
 });
 
 describe('task registry: strict mode', () => {
@@ -283,13 +308,13 @@ describe('task registry: start-up errors', () => {
     assert.equal(loadTaskRegistry({ taskRegistryFile: '', taskRegistryStrict: false }), undefined);
     assert.throws(() => loadTaskRegistry({ taskRegistryFile: join(dir, 'absent.json'), taskRegistryStrict: false }), /TASK_REGISTRY_FILE=.*absent\.json/);
     assert.throws(() => loadConfig({ TASK_REGISTRY_STRICT: 'yes' }), /TASK_REGISTRY_STRICT="yes" is invalid/);
-    assert.equal(TaskRegistry.parse(JSON.stringify(REGISTRY), 'test', false).size, 4);
+    assert.equal(TaskRegistry.parse(JSON.stringify(REGISTRY), 'test', false).size, Object.keys(REGISTRY).length);
   });
 
   it('`celery-gateway serve` with a registry says so at start-up and serves its operations', async () => {
     const cli = runCli(['serve', '--port', '0'], { AUTH: 'none', CELERY_BROKER_URL: 'memory://', TASK_REGISTRY_FILE: registryFile, TASK_REGISTRY_STRICT: 'true' });
     try {
-      await cli.waitFor(/task registry: 4 task\(s\) from .*registry\.json, strict/);
+      await cli.waitFor(new RegExp(`task registry: ${Object.keys(REGISTRY).length} task\\(s\\) from .*registry\\.json, strict`));
       const [, port] = await cli.waitFor(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
       const doc = await (await fetch(`http://127.0.0.1:${port}/openapi.json`)).json() as any;
       assert.ok(doc.paths['/tasks/reports.render']?.post);
